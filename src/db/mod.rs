@@ -1,0 +1,245 @@
+//! The database: one code path over SQLite (embedded default) and PostgreSQL.
+//!
+//! Conventions every table follows (settled here once):
+//! - ids are UUID v7 ([`new_id`]): time-ordered, so keyset pagination on
+//!   `(created_at, id)` is stable;
+//! - timestamps are UTC, truncated to microseconds and always bound from Rust
+//!   ([`now`]); SQLite stores them as RFC 3339 text, which sorts correctly only
+//!   if every value has the same shape, so no SQL `CURRENT_TIMESTAMP` defaults;
+//! - money is an `i64` amount of minor units beside a currency column;
+//! - enums are stored as short strings, never as native PostgreSQL enums.
+//!
+//! Writes go through [`Database::begin_write`]. On SQLite it takes an
+//! in-process writer permit before `BEGIN IMMEDIATE`, so writers queue in
+//! Rust instead of spinning on `SQLITE_BUSY`, and a write transaction never
+//! upgrades from a read lock (which fails with `SQLITE_BUSY_SNAPSHOT`). The
+//! permit is taken before a pooled connection, so a task holding a connection
+//! never waits for the permit and the pool cannot deadlock.
+
+pub mod migrations;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Func, IntoColumnRef, LikeExpr, SimpleExpr},
+};
+use secrecy::ExposeSecret;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// The current instant, truncated to microseconds (PostgreSQL's precision) so
+/// both backends store and compare the same value.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "this is the one place allowed to read the clock"
+)]
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// A pool of connections to SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct Database {
+    connection: DatabaseConnection,
+    /// SQLite only: one writer at a time, queued in process.
+    writer: Option<Arc<Semaphore>>,
+}
+
+/// A write transaction. On SQLite it also holds the writer permit until it
+/// commits or is dropped (which rolls back).
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _writer: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl Database {
+    /// Connects to the configured database, creating the SQLite file (and its
+    /// folder) on first start.
+    pub async fn connect(config: &Config) -> Result<Self, DbErr> {
+        let url = config.database_url.expose_secret();
+        if config.database_is_sqlite() {
+            Self::connect_sqlite(url, config.db_max_connections).await
+        } else {
+            let mut options = ConnectOptions::new(url.to_owned());
+            options
+                .max_connections(config.db_max_connections)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .sqlx_logging(false);
+            let connection = sea_orm::Database::connect(options).await?;
+            Ok(Self {
+                connection,
+                writer: None,
+            })
+        }
+    }
+
+    async fn connect_sqlite(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+        if let Some(parent) = sqlite_path(url).and_then(|p| p.parent().map(PathBuf::from))
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    // Writers queue on the in-process permit; this only covers
+                    // other processes (a `migrate` run, an operator's sqlite3).
+                    .busy_timeout(Duration::from_secs(30))
+            });
+        let connection = sea_orm::Database::connect(options).await?;
+        Ok(Self {
+            connection,
+            writer: Some(Arc::new(Semaphore::new(1))),
+        })
+    }
+
+    /// The pool, for reads outside a transaction.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.connection
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.connection.get_database_backend()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DbBackend::Postgres
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        let writer = match &self.writer {
+            Some(semaphore) => Some(
+                Arc::clone(semaphore)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| DbErr::Custom("database is shutting down".into()))?,
+            ),
+            None => None,
+        };
+        let txn = self
+            .connection
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?;
+        Ok(WriteTxn {
+            txn,
+            _writer: writer,
+        })
+    }
+
+    /// Checks the database answers (readiness probe).
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.connection
+            .execute_unprepared("SELECT 1")
+            .await
+            .map(|_| ())
+    }
+
+    /// Pool usage for the metrics endpoint: (connections open, idle).
+    pub fn pool_usage(&self) -> (u32, usize) {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let pool = self.connection.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.connection.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.connection.close().await;
+    }
+}
+
+/// The file behind a `sqlite://` URL, if it names one.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        None
+    } else {
+        Some(PathBuf::from(path))
+    }
+}
+
+/// `LOWER(column) LIKE %text%`, with `%` and `_` in the text taken literally.
+pub fn contains_case_insensitive(column: impl IntoColumnRef, text: &str) -> SimpleExpr {
+    let escaped = text
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Expr::expr(Func::lower(Expr::col(column)))
+        .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+}
+
+/// Whether a database error is the violation of a unique constraint.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_has_microsecond_precision() {
+        let t = now();
+        assert_eq!(t.timestamp_subsec_nanos() % 1_000, 0);
+    }
+
+    #[test]
+    fn sqlite_path_ignores_query_and_memory() {
+        assert_eq!(
+            sqlite_path("sqlite://./data/d.db?mode=rwc"),
+            Some(PathBuf::from("./data/d.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://x"), None);
+    }
+}

@@ -1,0 +1,65 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+//!
+//! [`api_router`] is the single place the API's routes are assembled, so the
+//! served router and the document (`/api/openapi.json`, `dispatch openapi`)
+//! cannot drift apart.
+
+use axum::Router;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{auth, catalog, http::error::Problem, http::health, state::AppState, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Dispatch",
+        description = "Order-management backend of an online shop. Errors are RFC 9457 problem+json documents with a stable `code`; send `Accept-Language: pt-BR` (or `?lang=pt-BR`) for Portuguese texts.",
+        license(name = "MIT")
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "auth", description = "Sign-in, token refresh and sign-out"),
+        (name = "users", description = "Registration and the caller's own account"),
+        (name = "admin users", description = "Account management (admin, superadmin)"),
+        (name = "catalogue", description = "The public catalogue"),
+        (name = "admin catalogue", description = "Catalogue management (admin, superadmin)"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme the routes refer to.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".to_owned());
+        scheme.description =
+            Some("The `accessToken` of `POST /api/v1/auth/login` or `/refresh`.".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every documented route, with the document describing them.
+pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(auth::routes::router())
+        .merge(users::routes::router())
+        .merge(users::admin_routes::router())
+        .merge(catalog::routes::router())
+        .merge(catalog::admin_routes::router())
+        .split_for_parts()
+}
+
+/// The document alone (for `dispatch openapi`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    api_router().1
+}

@@ -1,0 +1,330 @@
+//! Idempotency keys (spec §6.2), one mechanism for every creating `POST`.
+//!
+//! A request with a key first *claims* it ([`claim`]) in a short transaction
+//! of its own, so that concurrent requests with the same key see it in flight
+//! (409) instead of racing. The handler then performs its effect and calls
+//! [`Claim::complete`] **inside the effect's transaction**: the stored
+//! response commits or rolls back with the effect, so a replay can never
+//! return something that was rolled back. If the handler fails before
+//! committing, the claim is released on drop and the key may be retried; if
+//! the process dies, the in-flight lease expires and the next retry takes
+//! the key over. Completion is fenced by the lease token, so a request whose
+//! lease was taken over cannot also complete.
+//!
+//! Records live 24 hours; the maintenance job removes expired ones.
+
+pub mod record;
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::{FromRequestParts, MatchedPath},
+    http::{HeaderName, HeaderValue, Method, StatusCode, request::Parts},
+    response::{IntoResponse, Response},
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr,
+    sea_query::OnConflict,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use self::record::{Entity as Records, RecordState};
+use crate::{
+    db::Database,
+    http::error::{ApiError, FieldIssue},
+};
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// How long a finished request's response is kept for replays.
+pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long an in-flight claim holds the key before a retry may take it over.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// The `Idempotency-Key` header (required) with the method and route it came
+/// with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    method: Method,
+    route: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let value = parts.headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
+            ApiError::bad_request("Idempotency-Key", FieldIssue::new("required"))
+                .with_code("idempotency_key_required")
+        })?;
+        let key = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "Idempotency-Key",
+                    FieldIssue::new("invalid_idempotency_key"),
+                )
+            })?;
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+        Ok(Self {
+            key: key.to_owned(),
+            method: parts.method.clone(),
+            route,
+        })
+    }
+}
+
+impl IdempotencyKey {
+    fn scope(&self, caller: Option<Uuid>) -> String {
+        let caller = caller.map_or_else(|| "anonymous".to_owned(), |id| id.to_string());
+        format!("{caller} {} {}", self.method, self.route)
+    }
+}
+
+/// What a request may do with its key.
+pub enum Claimed {
+    /// First time (or a retry after a failure): go ahead.
+    Proceed(Claim),
+    /// Already done: answer with the stored response.
+    Replay(Response),
+}
+
+/// A held key. Release on drop unless the effect committed.
+pub struct Claim {
+    record_id: Uuid,
+    lease_token: Uuid,
+    db: Database,
+    committed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error("the key is being used by a request still in flight")]
+    InFlight,
+    #[error("the key was used with a different request body")]
+    Reused,
+    #[error(transparent)]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl From<IdempotencyError> for ApiError {
+    fn from(err: IdempotencyError) -> Self {
+        match err {
+            IdempotencyError::InFlight => {
+                ApiError::new(StatusCode::CONFLICT, "idempotency_key_in_flight")
+            }
+            IdempotencyError::Reused => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            IdempotencyError::Database(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// Claims `key` for `caller`'s request with body `fingerprint`.
+pub async fn claim(
+    db: &Database,
+    key: &IdempotencyKey,
+    caller: Option<Uuid>,
+    fingerprint: &str,
+) -> Result<Claimed, IdempotencyError> {
+    let scope = key.scope(caller);
+    // A few rounds at most: each retry follows a concurrent change (an
+    // expiry, a release, a takeover) that moved the record on.
+    for _ in 0..4 {
+        let now = crate::db::now();
+        let lease_token = crate::db::new_id();
+        let locked_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        let txn = db.begin_write().await?;
+        let inserted = Records::insert(record::ActiveModel {
+            id: Set(crate::db::new_id()),
+            scope: Set(scope.clone()),
+            key: Set(key.key.clone()),
+            fingerprint: Set(fingerprint.to_owned()),
+            state: Set(RecordState::InFlight),
+            lease_token: Set(Some(lease_token)),
+            locked_until: Set(Some(locked_until)),
+            response_status: Set(None),
+            response_body: Set(None),
+            created_at: Set(now),
+            expires_at: Set(now + chrono::Duration::from_std(RETENTION).unwrap_or_default()),
+        })
+        .on_conflict(
+            OnConflict::columns([record::Column::Scope, record::Column::Key])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&*txn)
+        .await?;
+        if inserted == 1 {
+            let record = Records::find()
+                .filter(record::Column::Scope.eq(scope.as_str()))
+                .filter(record::Column::Key.eq(key.key.as_str()))
+                .one(&*txn)
+                .await?;
+            txn.commit().await?;
+            if let Some(record) = record {
+                return Ok(Claimed::Proceed(Claim {
+                    record_id: record.id,
+                    lease_token,
+                    db: db.clone(),
+                    committed: false,
+                }));
+            }
+            continue;
+        }
+        let Some(existing) = Records::find()
+            .filter(record::Column::Scope.eq(scope.as_str()))
+            .filter(record::Column::Key.eq(key.key.as_str()))
+            .one(&*txn)
+            .await?
+        else {
+            continue;
+        };
+        if existing.expires_at <= now {
+            Records::delete_by_id(existing.id).exec(&*txn).await?;
+            txn.commit().await?;
+            continue;
+        }
+        if existing.fingerprint != fingerprint {
+            return Err(IdempotencyError::Reused);
+        }
+        match existing.state {
+            RecordState::Completed => return Ok(Claimed::Replay(replay(&existing))),
+            RecordState::InFlight if existing.locked_until.is_some_and(|t| t > now) => {
+                return Err(IdempotencyError::InFlight);
+            }
+            RecordState::InFlight => {
+                // The holder died or hung past its lease: take the key over.
+                let taken = Records::update_many()
+                    .col_expr(record::Column::LeaseToken, Expr::value(lease_token))
+                    .col_expr(record::Column::LockedUntil, Expr::value(locked_until))
+                    .filter(record::Column::Id.eq(existing.id))
+                    .filter(record::Column::State.eq(RecordState::InFlight))
+                    .filter(record::Column::LeaseToken.eq(existing.lease_token))
+                    .exec(&*txn)
+                    .await?;
+                txn.commit().await?;
+                if taken.rows_affected == 1 {
+                    return Ok(Claimed::Proceed(Claim {
+                        record_id: existing.id,
+                        lease_token,
+                        db: db.clone(),
+                        committed: false,
+                    }));
+                }
+            }
+        }
+    }
+    Err(IdempotencyError::InFlight)
+}
+
+fn replay(record: &record::Model) -> Response {
+    let status = record
+        .response_status
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let body: serde_json::Value = record
+        .response_body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+impl Claim {
+    /// Stores the response in the effect's transaction `txn` and builds it.
+    /// Fails (and the caller's transaction must roll back) if this request's
+    /// lease was taken over meanwhile.
+    pub async fn complete<C: ConnectionTrait, T: Serialize>(
+        &self,
+        txn: &C,
+        status: StatusCode,
+        body: &T,
+    ) -> Result<Response, ApiError> {
+        let json = serde_json::to_string(body).map_err(|e| ApiError::internal(&e))?;
+        let done = Records::update_many()
+            .col_expr(record::Column::State, Expr::value(RecordState::Completed))
+            .col_expr(
+                record::Column::ResponseStatus,
+                Expr::value(i32::from(status.as_u16())),
+            )
+            .col_expr(record::Column::ResponseBody, Expr::value(json))
+            .col_expr(
+                record::Column::LeaseToken,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(
+                record::Column::LockedUntil,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .filter(record::Column::Id.eq(self.record_id))
+            .filter(record::Column::LeaseToken.eq(self.lease_token))
+            .filter(record::Column::State.eq(RecordState::InFlight))
+            .exec(txn)
+            .await?;
+        if done.rows_affected != 1 {
+            return Err(IdempotencyError::InFlight.into());
+        }
+        Ok((status, Json(body)).into_response())
+    }
+
+    /// Call once the effect's transaction has committed.
+    pub fn committed(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        // The effect did not commit: free the key so the client can retry.
+        // Conditional on our lease, so it never removes a completed record
+        // or someone else's claim.
+        let (db, id, token) = (self.db.clone(), self.record_id, self.lease_token);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let result = async {
+                    let txn = db.begin_write().await?;
+                    Records::delete_many()
+                        .filter(record::Column::Id.eq(id))
+                        .filter(record::Column::LeaseToken.eq(token))
+                        .filter(record::Column::State.eq(RecordState::InFlight))
+                        .exec(&*txn)
+                        .await?;
+                    txn.commit().await
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "could not release an idempotency key; it frees itself when its lease ends");
+                }
+            });
+        }
+    }
+}
+
+/// Removes records past their retention (called by the maintenance job).
+pub async fn delete_expired<C: ConnectionTrait>(conn: &C) -> Result<u64, sea_orm::DbErr> {
+    Ok(Records::delete_many()
+        .filter(record::Column::ExpiresAt.lt(crate::db::now()))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}

@@ -1,0 +1,38 @@
+//! Dispatch: the order-management backend of an online shop.
+//!
+//! The crate is organised one module per domain (auth, users, catalog, …), each
+//! owning its routes, rules and queries, plus small shared infrastructure
+//! modules. `ARCHITECTURE.md` at the repository root is the map.
+
+rust_i18n::i18n!("locales", fallback = "en");
+
+/// Authentication: login, token refresh and rotation, sessions, the `AuthUser` extractor.
+pub mod auth;
+/// Cache-aside store (Redis or in-process) behind one interface.
+pub mod cache;
+/// Catalogue: items, their public and staff views, stock.
+pub mod catalog;
+/// Typed configuration, loaded from defaults, `dispatch.toml` and the environment.
+pub mod config;
+/// Database connection (SQLite or PostgreSQL), transactions, migrations, shared column conventions.
+pub mod db;
+/// Demo data seeded in development.
+pub mod demo;
+/// HTTP foundation: problem+json errors, extractors, middleware, OpenAPI, health.
+pub mod http;
+/// Localised messages (`en`, `pt-BR`).
+pub mod i18n;
+/// Idempotency keys for `POST` requests that create something.
+pub mod idempotency;
+/// Connection to Redis, shared by cache, rate limits and session revocation.
+pub mod kv;
+/// Rate limits (Redis or in-process) behind one interface.
+pub mod rate_limit;
+/// Application start-up: state, router, listeners, graceful shutdown.
+pub mod startup;
+/// Shared application state handed to handlers.
+pub mod state;
+/// Logging and metrics set-up.
+pub mod telemetry;
+/// Users, their addresses and roles.
+pub mod users;

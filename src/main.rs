@@ -1,0 +1,205 @@
+//! The `dispatch` command line: serve, migrate, openapi, create-admin, version.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use dispatch::{
+    config::Config,
+    db::{self, Database},
+    demo,
+    http::openapi,
+    startup, telemetry,
+    users::{
+        email::Email,
+        language::Language,
+        queries::{self, NewUser},
+        role::Role,
+    },
+};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "dispatch",
+    version,
+    about = "Order-management backend for online shops"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default when no command is given).
+    Serve {
+        /// Which parts this process runs.
+        #[arg(long, value_enum, default_value_t = ProcessRole::All)]
+        role: ProcessRole,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document (JSON) and exit.
+    Openapi,
+    /// Create an admin or superadmin account.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "DISPATCH_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, value_enum, default_value_t = AdminRole::Superadmin)]
+        role: AdminRole,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+    },
+    /// Print the version and exit.
+    Version,
+}
+
+/// `api`: HTTP only. `worker`: background work only (its HTTP listener
+/// answers health and metrics). `all`: both, in one process.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ProcessRole {
+    Api,
+    Worker,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AdminRole {
+    Superadmin,
+    Admin,
+}
+
+fn main() -> anyhow::Result<()> {
+    // reqwest is built without a default TLS provider; pick ring once, here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command.unwrap_or(Command::Serve {
+        role: ProcessRole::All,
+    }) {
+        Command::Version => {
+            println!("dispatch {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", openapi::document().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Migrate => runtime.block_on(migrate()),
+        Command::CreateAdmin {
+            email,
+            password,
+            role,
+            name,
+        } => runtime.block_on(create_admin(email, password, role, name)),
+        Command::Serve { role } => runtime.block_on(serve(role)),
+    }
+}
+
+fn load_config() -> anyhow::Result<Config> {
+    let config = Config::load()?;
+    telemetry::init_tracing(config.log_format, &config.log_level);
+    Ok(config)
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let config = load_config()?;
+    let db = Database::connect(&config).await?;
+    db::migrations::run(&db, &config).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn create_admin(
+    email: String,
+    password: String,
+    role: AdminRole,
+    name: String,
+) -> anyhow::Result<()> {
+    if !(8..=128).contains(&password.chars().count()) {
+        bail!("the password must be 8 to 128 characters long");
+    }
+    let config = load_config()?;
+    let state = startup::build_state(config).await?;
+    let email = Email::normalise(&email);
+    if !validator::ValidateEmail::validate_email(&email.as_str()) {
+        bail!("{:?} is not an email address", email.as_str());
+    }
+    let password_hash = state.passwords.hash(&SecretString::from(password)).await?;
+    let txn = state.db.begin_write().await?;
+    let user = queries::insert(
+        &*txn,
+        NewUser {
+            name,
+            email,
+            password_hash,
+            role: match role {
+                AdminRole::Superadmin => Role::Superadmin,
+                AdminRole::Admin => Role::Admin,
+            },
+            language: Language::En,
+        },
+    )
+    .await
+    .context("creating the account")?;
+    txn.commit().await?;
+    println!(
+        "created {} {} ({})",
+        user.role.as_str(),
+        user.email,
+        user.id
+    );
+    Ok(())
+}
+
+async fn serve(role: ProcessRole) -> anyhow::Result<()> {
+    let config = load_config()?;
+    let bind_addr = config.bind_addr;
+    let seed = config.seed_demo_data && role != ProcessRole::Worker;
+    let state = startup::build_state(config).await?;
+    if seed {
+        demo::seed(&state).await.context("seeding demo data")?;
+    }
+    let listener = TcpListener::bind(bind_addr)
+        .await
+        .with_context(|| format!("binding {bind_addr}"))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    tracing::info!(address = %bind_addr, "Dispatch listening; API docs at http://{bind_addr}/api/docs");
+    startup::serve(state.clone(), listener, shutdown).await?;
+    state.db.clone().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
+async fn signal_shutdown(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    token.cancel();
+}

@@ -1,0 +1,44 @@
+//! The state every handler can reach, cheap to clone (one `Arc`).
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::{
+    auth::{password::PasswordHasher, sessions::SessionGate, tokens::TokenKeys},
+    cache::SharedCache,
+    config::Config,
+    db::Database,
+    kv::Kv,
+    rate_limit::SharedRateLimiter,
+};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+/// The services of one process, chosen from configuration at start-up.
+pub struct Services {
+    pub config: Config,
+    pub db: Database,
+    /// Redis, when configured (readiness checks it).
+    pub kv: Option<Kv>,
+    pub cache: SharedCache,
+    pub rate_limiter: SharedRateLimiter,
+    pub tokens: TokenKeys,
+    pub passwords: PasswordHasher,
+    pub sessions: SessionGate,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}

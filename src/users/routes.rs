@@ -1,0 +1,309 @@
+//! `/api/v1/users`: registration, the caller's own account, public profiles.
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use secrecy::SecretString;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+use validator::Validate;
+
+use super::{
+    UserError,
+    email::Email,
+    language::Language,
+    queries::{self, NewUser, UserChanges},
+    role::Role,
+    views::{AddressInput, PublicProfile, UserView, password_rules, present},
+};
+use crate::{
+    auth::{extract::AuthUser, sessions},
+    http::{
+        error::{ApiError, Problem},
+        extract::{ClientIp, Path, ValidJson, validate_nested},
+    },
+    idempotency::{self, Claimed, IdempotencyKey},
+    rate_limit::{Limit, check_ip_and_account},
+    state::AppState,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(get_me, update_me, delete_me))
+        .routes(routes!(public_profile))
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegisterRequest {
+    #[validate(length(min = 1, max = 100, code = "length"))]
+    pub name: String,
+    #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
+    #[schema(example = "shopper@example.com")]
+    pub email: String,
+    /// 8 to 128 characters.
+    #[validate(custom(function = "password_rules"))]
+    #[schema(format = Password)]
+    pub password: String,
+    #[serde(default)]
+    pub language: Option<Language>,
+    #[validate(nested)]
+    pub address: Option<AddressInput>,
+}
+
+/// What creating an account needs, from registration or the admin API.
+pub(super) struct AccountInput {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    pub role: Role,
+    pub language: Option<Language>,
+    pub address: Option<AddressInput>,
+}
+
+/// Creates an account under an idempotency key; shared by registration and
+/// the admin API.
+pub(super) async fn create_account(
+    state: &AppState,
+    key: &IdempotencyKey,
+    caller: Option<Uuid>,
+    fingerprint: &str,
+    input: AccountInput,
+) -> Result<Response, ApiError> {
+    let claim = match idempotency::claim(&state.db, key, caller, fingerprint).await? {
+        Claimed::Replay(response) => return Ok(response),
+        Claimed::Proceed(claim) => claim,
+    };
+    let password_hash = state
+        .passwords
+        .hash(&SecretString::from(input.password))
+        .await
+        .map_err(UserError::from)?;
+    let txn = state.db.begin_write().await?;
+    let user = queries::insert(
+        &*txn,
+        NewUser {
+            name: input.name.trim().to_owned(),
+            email: Email::normalise(&input.email),
+            password_hash,
+            role: input.role,
+            language: input.language.unwrap_or_default(),
+        },
+    )
+    .await?;
+    queries::set_address(&*txn, user.id, input.address).await?;
+    let view = queries::view(&*txn, user.id)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    let response = claim.complete(&*txn, StatusCode::CREATED, &view).await?;
+    txn.commit().await?;
+    claim.committed();
+    tracing::info!(user.id = %view.id, user.role = view.role.as_str(), "account created");
+    Ok(response)
+}
+
+/// Registers a shopper account.
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "users",
+    params(("Idempotency-Key" = String, Header, description = "Required; a unique value per account to create")),
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = UserView),
+        (status = 400, description = "Malformed request or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email taken, or the same key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid values, or the key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many registrations; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    key: IdempotencyKey,
+    ValidJson {
+        value: body,
+        fingerprint,
+    }: ValidJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    check_ip_and_account(state.rate_limiter.as_ref(), Limit::Register, ip, None).await?;
+    let input = AccountInput {
+        name: body.name,
+        email: body.email,
+        password: body.password,
+        role: Role::User,
+        language: body.language,
+        address: body.address,
+    };
+    create_account(&state, &key, None, &fingerprint, input).await
+}
+
+/// The caller's account.
+#[utoipa::path(
+    get, path = "/api/v1/users/me", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = UserView),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<UserView>, ApiError> {
+    let view = queries::view(state.db.conn(), user.id)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    Ok(Json(view))
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateMeRequest {
+    #[validate(length(min = 1, max = 100, code = "length"))]
+    pub name: Option<String>,
+    #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
+    pub email: Option<String>,
+    pub language: Option<Language>,
+    /// An address replaces the current one; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<AddressInput>)]
+    pub address: Option<Option<AddressInput>>,
+    /// A new password; needs `currentPassword`. Ends the caller's other sessions.
+    #[validate(custom(function = "password_rules"))]
+    #[schema(format = Password)]
+    pub password: Option<String>,
+    #[validate(length(min = 1, max = 128, code = "length"))]
+    #[schema(format = Password)]
+    pub current_password: Option<String>,
+}
+
+/// Changes the caller's name, email, language, address or password.
+#[utoipa::path(
+    patch, path = "/api/v1/users/me", tag = "users",
+    security(("bearer" = [])),
+    request_body = UpdateMeRequest,
+    responses(
+        (status = 200, description = "Updated account", body = UserView),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid values or wrong current password", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ValidJson { value: body, .. }: ValidJson<UpdateMeRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    if let Some(Some(address)) = &body.address {
+        validate_nested("address", address)?;
+    }
+    let current = queries::find_live(state.db.conn(), user.id)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    let password_hash = match &body.password {
+        Some(new_password) => {
+            let given = body
+                .current_password
+                .clone()
+                .ok_or(UserError::CurrentPasswordRequired)?;
+            let matches = state
+                .passwords
+                .verify(
+                    &SecretString::from(given),
+                    Some(current.password_hash.clone()),
+                )
+                .await
+                .map_err(UserError::from)?;
+            if !matches {
+                return Err(UserError::WrongCurrentPassword.into());
+            }
+            Some(
+                state
+                    .passwords
+                    .hash(&SecretString::from(new_password.clone()))
+                    .await
+                    .map_err(UserError::from)?,
+            )
+        }
+        None => None,
+    };
+    let password_changed = password_hash.is_some();
+
+    let txn = state.db.begin_write().await?;
+    let current = queries::find_live(&*txn, user.id)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    let changes = UserChanges {
+        name: body.name.map(|n| n.trim().to_owned()),
+        email: body.email.as_deref().map(Email::normalise),
+        password_hash,
+        role: None,
+        language: body.language,
+    };
+    queries::update(&*txn, current, changes).await?;
+    if let Some(address) = body.address {
+        queries::set_address(&*txn, user.id, address).await?;
+    }
+    if password_changed {
+        sessions::revoke_all_of_user(&*txn, user.id, Some(user.session_id)).await?;
+    }
+    let view = queries::view(&*txn, user.id)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    txn.commit().await?;
+    state.sessions.invalidate_user(user.id).await;
+    Ok(Json(view))
+}
+
+/// Deletes the caller's account (soft delete) and ends all its sessions.
+/// The email can register again.
+#[utoipa::path(
+    delete, path = "/api/v1/users/me", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Account deleted"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_me(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode, ApiError> {
+    delete_account(&state, user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Soft-deletes an account and ends its sessions.
+pub(super) async fn delete_account(state: &AppState, user_id: Uuid) -> Result<(), ApiError> {
+    let txn = state.db.begin_write().await?;
+    if !queries::soft_delete(&*txn, user_id).await? {
+        return Err(UserError::NotFound.into());
+    }
+    sessions::revoke_all_of_user(&*txn, user_id, None).await?;
+    txn.commit().await?;
+    state.sessions.invalidate_user(user_id).await;
+    tracing::info!(user.id = %user_id, "account deleted");
+    Ok(())
+}
+
+/// Another user's public profile.
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Public profile", body = PublicProfile),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn public_profile(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<PublicProfile>, ApiError> {
+    let user = queries::find_live(state.db.conn(), id)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    Ok(Json(PublicProfile {
+        id: user.id,
+        name: user.name,
+        created_at: user.created_at,
+    }))
+}
