@@ -199,7 +199,9 @@ fn deserialize_problem(path: &str, message: &str) -> ApiError {
             .map(str::to_owned)
     };
     if let Some(name) = quoted("unknown field `") {
-        ApiError::bad_request(join(&name), FieldIssue::new("unknown_field"))
+        // serde_path_to_error's path already ends at the unknown field.
+        let field = if base.is_empty() { name } else { base };
+        ApiError::bad_request(field, FieldIssue::new("unknown_field"))
     } else if let Some(name) = quoted("missing field `") {
         ApiError::bad_request(join(&name), FieldIssue::new("required"))
     } else if message.starts_with("invalid type") {
@@ -293,8 +295,10 @@ mod tests {
 
     #[test]
     fn serde_messages_name_the_field() {
-        let e = deserialize_problem(".", "unknown field `colour`, expected one of `name`");
+        let e = deserialize_problem("colour", "unknown field `colour`, expected one of `name`");
         assert!(e.fields.contains_key("colour"));
+        let e = deserialize_problem("address.floor", "unknown field `floor`, expected one of `city`");
+        assert!(e.fields.contains_key("address.floor"));
         let e = deserialize_problem("address", "missing field `city`");
         assert!(e.fields.contains_key("address.city"));
         let e = deserialize_problem(

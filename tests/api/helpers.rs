@@ -1,0 +1,315 @@
+//! The test harness: a real Dispatch on a random port, with its own database
+//! and Redis key prefix.
+//!
+//! Backends come from the environment, like the service itself:
+//! - no `DATABASE_URL`: a fresh SQLite file in a temporary folder;
+//! - `DATABASE_URL=postgres://…`: a fresh database `dispatch_test_<uuid>` on
+//!   that server, dropped when the test ends;
+//! - `REDIS_URL=redis://…`: Redis for cache, limits and revocation, under a
+//!   key prefix of the test's own, deleted when the test ends.
+
+use std::sync::Once;
+
+use dispatch::{
+    config::Config,
+    startup,
+    state::AppState,
+    users::{
+        email::Email,
+        language::Language,
+        queries::{self, NewUser},
+        role::Role,
+    },
+};
+use reqwest::{Client, RequestBuilder, Response};
+use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor, postgres::PgConnection};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+static INIT: Once = Once::new();
+
+fn init_process() {
+    INIT.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if std::env::var_os("TEST_LOG").is_some() {
+            dispatch::telemetry::init_tracing(dispatch::config::LogFormat::Pretty, "info,sqlx=warn");
+        }
+    });
+}
+
+/// A running Dispatch for one test.
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    database: TestDatabase,
+    redis_prefix: Option<(String, String)>,
+    _data_dir: tempfile::TempDir,
+}
+
+enum TestDatabase {
+    Sqlite,
+    Postgres { server_url: String, name: String },
+}
+
+/// Whether the suite runs against PostgreSQL (so tests may check backend-specific behaviour).
+pub fn on_postgres() -> bool {
+    std::env::var("DATABASE_URL").is_ok_and(|url| url.starts_with("postgres"))
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts an app with extra configuration (`NAME`, value) on top of the test defaults.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    init_process();
+    let data_dir = tempfile::tempdir().expect("temporary folder");
+    let (database_url, database) = match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let name = format!("dispatch_test_{}", Uuid::new_v4().simple());
+            let mut admin = PgConnection::connect(&url).await.expect("PostgreSQL from DATABASE_URL");
+            admin
+                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create test database");
+            let test_url = replace_database(&url, &name);
+            (test_url, TestDatabase::Postgres { server_url: url, name })
+        }
+        _ => (
+            format!("sqlite://{}/dispatch.db", data_dir.path().display()),
+            TestDatabase::Sqlite,
+        ),
+    };
+    let redis = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
+    let prefix = format!("test:{}:", Uuid::new_v4().simple());
+
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", database_url),
+        ("DATA_DIR", data_dir.path().display().to_string()),
+        ("JWT_ACCESS_SECRET", "test-access-secret-0123456789abcdef".into()),
+        ("JWT_REFRESH_SECRET", "test-refresh-secret-0123456789abcdef".into()),
+        ("ADMIN_PASSWORD", "dashboard-password".into()),
+        ("SEED_DEMO_DATA", "false".into()),
+        ("RATE_LIMIT_LOGIN", "off".into()),
+        ("RATE_LIMIT_REGISTER", "off".into()),
+        ("RATE_LIMIT_ORDERS", "off".into()),
+        ("PASSWORD_HASH_MEMORY_KIB", "64".into()),
+        ("DB_MAX_CONNECTIONS", "8".into()),
+        ("REDIS_KEY_PREFIX", prefix.clone()),
+    ];
+    if let Some(url) = &redis {
+        pairs.push(("REDIS_URL", url.clone()));
+    }
+    for (name, value) in overrides {
+        pairs.retain(|(n, _)| n != name);
+        pairs.push((name, (*value).to_owned()));
+    }
+    let config = Config::from_pairs(pairs).expect("test configuration");
+    let state = startup::build_state(config).await.expect("application state");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(startup::serve(state.clone(), listener, shutdown.clone()));
+
+    let client = Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client");
+    TestApp {
+        address,
+        client,
+        state,
+        shutdown,
+        database,
+        redis_prefix: redis.map(|url| (url, prefix)),
+        _data_dir: data_dir,
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_end..].find('/').map(|i| i + authority_end);
+    let server = path_start.map_or(base, |i| &base[..i]);
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let database = std::mem::replace(&mut self.database, TestDatabase::Sqlite);
+        let redis = self.redis_prefix.take();
+        // Clean-up needs async I/O but Drop is sync: run it on a thread of its
+        // own. FORCE ends the pool's connections, which live on the test's
+        // (now blocked) runtime and cannot be closed from here.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                if let TestDatabase::Postgres { server_url, name } = database
+                    && let Ok(mut admin) = PgConnection::connect(&server_url).await
+                {
+                    let _ = admin
+                        .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .await;
+                }
+                if let Some((url, prefix)) = redis
+                    && let Ok(client) = redis::Client::open(url.as_str())
+                    && let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut connection).await;
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A signed-in account.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+    pub role: Role,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    pub fn patch(&self, path: &str) -> RequestBuilder {
+        self.client.patch(self.url(path))
+    }
+
+    pub fn delete(&self, path: &str) -> RequestBuilder {
+        self.client.delete(self.url(path))
+    }
+
+    /// Registers a shopper through the API and signs them in.
+    pub async fn register_user(&self) -> TestUser {
+        let email = format!("shopper-{}@example.com", Uuid::new_v4().simple());
+        let response = self
+            .post("/api/v1/users")
+            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .json(&json!({"name": "Test Shopper", "email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(response.status(), 201, "registration failed: {}", response.text().await.unwrap_or_default());
+        self.login_as(&email, PASSWORD, Role::User).await
+    }
+
+    /// Creates an account with any role directly in the database (as
+    /// `dispatch create-admin` does) and signs it in.
+    pub async fn create_user_with_role(&self, role: Role) -> TestUser {
+        let email = format!("{}-{}@example.com", role.as_str(), Uuid::new_v4().simple());
+        let hash = self
+            .state
+            .passwords
+            .hash(&SecretString::from(PASSWORD))
+            .await
+            .expect("hash");
+        let txn = self.state.db.begin_write().await.expect("txn");
+        queries::insert(
+            &*txn,
+            NewUser {
+                name: format!("Test {}", role.as_str()),
+                email: Email::normalise(&email),
+                password_hash: hash,
+                role,
+                language: Language::En,
+            },
+        )
+        .await
+        .expect("insert user");
+        txn.commit().await.expect("commit");
+        self.login_as(&email, PASSWORD, role).await
+    }
+
+    pub async fn login_as(&self, email: &str, password: &str, role: Role) -> TestUser {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200, "login failed");
+        let body: Value = response.json().await.expect("login body");
+        TestUser {
+            id: body["userId"].as_str().and_then(|s| s.parse().ok()).expect("userId"),
+            email: email.to_owned(),
+            password: password.to_owned(),
+            role,
+            access_token: body["accessToken"].as_str().expect("accessToken").to_owned(),
+            refresh_token: body["refreshToken"].as_str().expect("refreshToken").to_owned(),
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post("/api/v1/auth/login")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    /// Creates an item through the admin API.
+    pub async fn create_item(&self, admin: &TestUser, name: &str, price: i64, stock: i64) -> Value {
+        let response = self
+            .post("/api/v1/admin/items")
+            .bearer_auth(&admin.access_token)
+            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .json(&json!({"name": name, "description": "test item", "price": price, "stock": stock}))
+            .send()
+            .await
+            .expect("create item");
+        assert_eq!(response.status(), 201, "item creation failed: {}", response.text().await.unwrap_or_default());
+        response.json().await.expect("item body")
+    }
+}
+
+/// Reads a problem+json response, checking its shape.
+pub async fn problem(response: Response) -> Value {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("application/problem+json"), "not a problem: {content_type}");
+    let body: Value = response.json().await.expect("problem body");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["statusCode"], status);
+    assert!(body["code"].is_string() && body["correlationId"].is_string(), "{body}");
+    assert_eq!(body["detail"], body["message"]);
+    body
+}
