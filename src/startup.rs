@@ -33,13 +33,24 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// Connects everything the configuration names and applies migrations.
 pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
     resolve_development_secrets(&mut config)?;
-    let db = Database::connect(&config)
+    let mut db = Database::connect(&config)
         .await
         .context("connecting to the database")?;
     if config.migrate_on_start {
         db::migrations::run(&db, &config)
             .await
             .context("applying migrations")?;
+        if !db.is_postgres() {
+            // SQLite compiles a statement against the schema its connection
+            // last loaded. A pooled connection that loaded it mid-migration
+            // misses later indexes, and an upsert on one fails ("ON CONFLICT
+            // clause does not match…") without SQLite re-reading the schema.
+            // Start the pool afresh on the final schema.
+            db.close().await;
+            db = Database::connect(&config)
+                .await
+                .context("reconnecting to the database")?;
+        }
     }
     let kv = match &config.redis_url {
         Some(url) => Some(Kv::connect(url, &config.redis_key_prefix).context("REDIS_URL")?),

@@ -17,7 +17,7 @@ use crate::{
     cache::read_through,
     http::{
         error::{ApiError, FieldIssue, Problem},
-        extract::{Path, ValidJson, ValidQuery},
+        extract::{Path, ValidJson, ValidQuery, trimmed_length},
         pagination::{Page, PageRequest},
     },
     idempotency::{self, Claimed, IdempotencyKey},
@@ -94,10 +94,15 @@ fn currency_code(code: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// An item name: 1 to 200 characters once trimmed, as it is stored.
+fn item_name(name: &str) -> Result<(), ValidationError> {
+    trimmed_length(name, 1, 200)
+}
+
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateItemRequest {
-    #[validate(length(min = 1, max = 200, code = "length"))]
+    #[validate(custom(function = "item_name"))]
     pub name: String,
     #[serde(default)]
     #[validate(length(min = 0, max = 5000, code = "length"))]
@@ -217,7 +222,7 @@ async fn get_item(
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateItemRequest {
-    #[validate(length(min = 1, max = 200, code = "length"))]
+    #[validate(custom(function = "item_name"))]
     pub name: Option<String>,
     #[validate(length(min = 0, max = 5000, code = "length"))]
     pub description: Option<String>,

@@ -231,6 +231,25 @@ pub fn validate<T: Validate>(value: &T) -> Result<(), ApiError> {
     })
 }
 
+/// A text whose length, once trimmed as it will be stored, lies in
+/// `min..=max` characters; a name of blanks only would otherwise pass a
+/// plain length check and be stored empty.
+pub fn trimmed_length(
+    text: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), validator::ValidationError> {
+    let length = text.trim().chars().count();
+    if (min..=max).contains(&length) {
+        Ok(())
+    } else {
+        let mut error = validator::ValidationError::new("length");
+        error.add_param("min".into(), &min);
+        error.add_param("max".into(), &max);
+        Err(error)
+    }
+}
+
 /// Validates a value nested under `field` (for shapes `#[validate(nested)]`
 /// cannot reach, such as the `Option<Option<T>>` of a PATCH).
 pub fn validate_nested<T: Validate>(field: &str, value: &T) -> Result<(), ApiError> {
@@ -297,7 +316,10 @@ mod tests {
     fn serde_messages_name_the_field() {
         let e = deserialize_problem("colour", "unknown field `colour`, expected one of `name`");
         assert!(e.fields.contains_key("colour"));
-        let e = deserialize_problem("address.floor", "unknown field `floor`, expected one of `city`");
+        let e = deserialize_problem(
+            "address.floor",
+            "unknown field `floor`, expected one of `city`",
+        );
         assert!(e.fields.contains_key("address.floor"));
         let e = deserialize_problem("address", "missing field `city`");
         assert!(e.fields.contains_key("address.city"));

@@ -20,7 +20,7 @@ use super::{
     queries::{self, UserChanges, UserFilter},
     role::Role,
     routes::{AccountInput, create_account, delete_account},
-    views::{AddressInput, UserView, password_rules, present},
+    views::{AddressInput, UserView, password_rules, person_name, present},
 };
 use crate::{
     auth::{extract::AuthUser, sessions},
@@ -48,7 +48,7 @@ fn require_account_manager(actor: &AuthUser) -> Result<(), ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// Part of the name, any case.
-    #[validate(length(min = 1, max = 100, code = "length"))]
+    #[validate(custom(function = "person_name"))]
     pub name: Option<String>,
     /// Part of the email, any case.
     #[validate(length(min = 1, max = 254, code = "length"))]
@@ -90,7 +90,7 @@ async fn list_users(
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateUserRequest {
-    #[validate(length(min = 1, max = 100, code = "length"))]
+    #[validate(custom(function = "person_name"))]
     pub name: String,
     #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
     pub email: String,
@@ -171,7 +171,7 @@ async fn get_user(
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminUpdateUserRequest {
-    #[validate(length(min = 1, max = 100, code = "length"))]
+    #[validate(custom(function = "person_name"))]
     pub name: Option<String>,
     #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
     pub email: Option<String>,

@@ -14,7 +14,7 @@ use super::{
     language::Language,
     queries::{self, NewUser, UserChanges},
     role::Role,
-    views::{AddressInput, PublicProfile, UserView, password_rules, present},
+    views::{AddressInput, PublicProfile, UserView, password_rules, person_name, present},
 };
 use crate::{
     auth::{extract::AuthUser, sessions},
@@ -37,7 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterRequest {
-    #[validate(length(min = 1, max = 100, code = "length"))]
+    #[validate(custom(function = "person_name"))]
     pub name: String,
     #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
     #[schema(example = "shopper@example.com")]
@@ -156,7 +156,7 @@ async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateMeRequest {
-    #[validate(length(min = 1, max = 100, code = "length"))]
+    #[validate(custom(function = "person_name"))]
     pub name: Option<String>,
     #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
     pub email: Option<String>,

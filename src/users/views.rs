@@ -98,6 +98,11 @@ fn country_code(code: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// A person's name: 1 to 100 characters once trimmed, as it is stored.
+pub fn person_name(name: &str) -> Result<(), ValidationError> {
+    crate::http::extract::trimmed_length(name, 1, 100)
+}
+
 /// Password rules: long enough to resist guessing, short enough to hash cheaply.
 pub fn password_rules(password: &str) -> Result<(), ValidationError> {
     let length = password.chars().count();

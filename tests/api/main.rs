@@ -2,5 +2,21 @@
 //! SQLite by default and on PostgreSQL + Redis when `DATABASE_URL` and
 //! `REDIS_URL` are set.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected value"
+)]
+
 mod helpers;
+
+mod access_matrix;
+mod admin_users;
+mod auth;
+mod catalog;
+mod idempotency;
+mod pagination;
+mod rate_limits;
 mod smoke;
+mod users;
+mod validation;
