@@ -297,7 +297,10 @@ mod tests {
     fn serde_messages_name_the_field() {
         let e = deserialize_problem("colour", "unknown field `colour`, expected one of `name`");
         assert!(e.fields.contains_key("colour"));
-        let e = deserialize_problem("address.floor", "unknown field `floor`, expected one of `city`");
+        let e = deserialize_problem(
+            "address.floor",
+            "unknown field `floor`, expected one of `city`",
+        );
         assert!(e.fields.contains_key("address.floor"));
         let e = deserialize_problem("address", "missing field `city`");
         assert!(e.fields.contains_key("address.city"));

@@ -37,7 +37,10 @@ fn init_process() {
     INIT.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
         if std::env::var_os("TEST_LOG").is_some() {
-            dispatch::telemetry::init_tracing(dispatch::config::LogFormat::Pretty, "info,sqlx=warn");
+            dispatch::telemetry::init_tracing(
+                dispatch::config::LogFormat::Pretty,
+                "info,sqlx=warn",
+            );
         }
     });
 }
@@ -45,6 +48,10 @@ fn init_process() {
 /// A running Dispatch for one test.
 pub struct TestApp {
     pub address: String,
+    /// The test's own database, for child processes.
+    pub database_url: String,
+    /// The configuration the app was started with (`NAME`, value).
+    pub settings: Vec<(String, String)>,
     pub client: Client,
     pub state: AppState,
     shutdown: CancellationToken,
@@ -74,13 +81,21 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let (database_url, database) = match std::env::var("DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             let name = format!("dispatch_test_{}", Uuid::new_v4().simple());
-            let mut admin = PgConnection::connect(&url).await.expect("PostgreSQL from DATABASE_URL");
+            let mut admin = PgConnection::connect(&url)
+                .await
+                .expect("PostgreSQL from DATABASE_URL");
             admin
                 .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .await
                 .expect("create test database");
             let test_url = replace_database(&url, &name);
-            (test_url, TestDatabase::Postgres { server_url: url, name })
+            (
+                test_url,
+                TestDatabase::Postgres {
+                    server_url: url,
+                    name,
+                },
+            )
         }
         _ => (
             format!("sqlite://{}/dispatch.db", data_dir.path().display()),
@@ -93,8 +108,14 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let mut pairs: Vec<(&str, String)> = vec![
         ("DATABASE_URL", database_url),
         ("DATA_DIR", data_dir.path().display().to_string()),
-        ("JWT_ACCESS_SECRET", "test-access-secret-0123456789abcdef".into()),
-        ("JWT_REFRESH_SECRET", "test-refresh-secret-0123456789abcdef".into()),
+        (
+            "JWT_ACCESS_SECRET",
+            "test-access-secret-0123456789abcdef".into(),
+        ),
+        (
+            "JWT_REFRESH_SECRET",
+            "test-refresh-secret-0123456789abcdef".into(),
+        ),
         ("ADMIN_PASSWORD", "dashboard-password".into()),
         ("SEED_DEMO_DATA", "false".into()),
         ("RATE_LIMIT_LOGIN", "off".into()),
@@ -111,8 +132,19 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         pairs.retain(|(n, _)| n != name);
         pairs.push((name, (*value).to_owned()));
     }
+    let settings: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let database_url = pairs
+        .iter()
+        .find(|(k, _)| *k == "DATABASE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let config = Config::from_pairs(pairs).expect("test configuration");
-    let state = startup::build_state(config).await.expect("application state");
+    let state = startup::build_state(config)
+        .await
+        .expect("application state");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
     let address = format!("http://{}", listener.local_addr().expect("address"));
@@ -126,6 +158,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .expect("HTTP client");
     TestApp {
         address,
+        database_url,
+        settings,
         client,
         state,
         shutdown,
@@ -158,13 +192,18 @@ impl Drop for TestApp {
         // own. FORCE ends the pool's connections, which live on the test's
         // (now blocked) runtime and cannot be closed from here.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             runtime.block_on(async move {
                 if let TestDatabase::Postgres { server_url, name } = database
                     && let Ok(mut admin) = PgConnection::connect(&server_url).await
                 {
                     let _ = admin
-                        .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .execute(AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
                         .await;
                 }
                 if let Some((url, prefix)) = redis
@@ -177,7 +216,10 @@ impl Drop for TestApp {
                         .await
                         .unwrap_or_default();
                     if !keys.is_empty() {
-                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut connection).await;
+                        let _: Result<(), _> = redis::cmd("DEL")
+                            .arg(keys)
+                            .query_async(&mut connection)
+                            .await;
                     }
                 }
             });
@@ -228,7 +270,12 @@ impl TestApp {
             .send()
             .await
             .expect("register");
-        assert_eq!(response.status(), 201, "registration failed: {}", response.text().await.unwrap_or_default());
+        assert_eq!(
+            response.status(),
+            201,
+            "registration failed: {}",
+            response.text().await.unwrap_or_default()
+        );
         self.login_as(&email, PASSWORD, Role::User).await
     }
 
@@ -264,12 +311,21 @@ impl TestApp {
         assert_eq!(response.status(), 200, "login failed");
         let body: Value = response.json().await.expect("login body");
         TestUser {
-            id: body["userId"].as_str().and_then(|s| s.parse().ok()).expect("userId"),
+            id: body["userId"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("userId"),
             email: email.to_owned(),
             password: password.to_owned(),
             role,
-            access_token: body["accessToken"].as_str().expect("accessToken").to_owned(),
-            refresh_token: body["refreshToken"].as_str().expect("refreshToken").to_owned(),
+            access_token: body["accessToken"]
+                .as_str()
+                .expect("accessToken")
+                .to_owned(),
+            refresh_token: body["refreshToken"]
+                .as_str()
+                .expect("refreshToken")
+                .to_owned(),
         }
     }
 
@@ -287,11 +343,18 @@ impl TestApp {
             .post("/api/v1/admin/items")
             .bearer_auth(&admin.access_token)
             .header("Idempotency-Key", Uuid::new_v4().to_string())
-            .json(&json!({"name": name, "description": "test item", "price": price, "stock": stock}))
+            .json(
+                &json!({"name": name, "description": "test item", "price": price, "stock": stock}),
+            )
             .send()
             .await
             .expect("create item");
-        assert_eq!(response.status(), 201, "item creation failed: {}", response.text().await.unwrap_or_default());
+        assert_eq!(
+            response.status(),
+            201,
+            "item creation failed: {}",
+            response.text().await.unwrap_or_default()
+        );
         response.json().await.expect("item body")
     }
 }
@@ -305,11 +368,38 @@ pub async fn problem(response: Response) -> Value {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(content_type.starts_with("application/problem+json"), "not a problem: {content_type}");
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "not a problem: {content_type}"
+    );
     let body: Value = response.json().await.expect("problem body");
     assert_eq!(body["status"], status);
     assert_eq!(body["statusCode"], status);
-    assert!(body["code"].is_string() && body["correlationId"].is_string(), "{body}");
+    assert!(
+        body["code"].is_string() && body["correlationId"].is_string(),
+        "{body}"
+    );
     assert_eq!(body["detail"], body["message"]);
     body
+}
+
+/// Waits until `condition` holds, checking every 20 ms, for at most `limit`;
+/// panics naming `what` if it never does. A bounded wait for an observable
+/// condition, not a sleep.
+pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -2,5 +2,12 @@
 //! SQLite by default and on PostgreSQL + Redis when `DATABASE_URL` and
 //! `REDIS_URL` are set.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected value"
+)]
+
 mod helpers;
+mod jobs;
 mod smoke;
