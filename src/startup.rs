@@ -222,7 +222,10 @@ pub async fn spawn_metrics_listener(
         "/metrics",
         axum::routing::get(move || {
             let state = state.clone();
-            async move { health::render_metrics(&state) }
+            async move {
+                health::record_queue_gauges(&state).await;
+                health::render_metrics(&state)
+            }
         }),
     );
     tokio::spawn(async move {

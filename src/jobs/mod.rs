@@ -20,12 +20,14 @@
 //!   `NOTIFY` (delivered on commit), or the in-process commit signal on
 //!   SQLite; polling is only the fallback.
 
+pub mod admin;
 pub mod backoff;
 pub mod diagnostics;
 pub mod maintenance;
 pub mod model;
 pub mod queue;
 pub mod registry;
+pub mod routes;
 pub mod scheduler;
 pub mod store;
 pub mod worker;

@@ -522,3 +522,162 @@ async fn a_job_carries_the_correlation_id_of_the_request_that_caused_it() {
         Some("req-abc-123")
     );
 }
+
+/// Fails for good until its switch is flipped, then succeeds: the shape of a
+/// job an operator retries after fixing its cause.
+#[derive(Debug, Serialize, Deserialize)]
+struct BrokenUntilFixed {
+    switch: Uuid,
+}
+
+static FIXED: std::sync::LazyLock<std::sync::RwLock<std::collections::HashSet<Uuid>>> =
+    std::sync::LazyLock::new(Default::default);
+
+#[async_trait]
+impl Job for BrokenUntilFixed {
+    const KIND: &'static str = "test.broken_until_fixed";
+    const QUEUE: Queue = Queue::Orders;
+
+    async fn run(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        if FIXED.read().unwrap().contains(&self.switch) {
+            Ok(())
+        } else {
+            Err(JobError::permanent(
+                "the downstream service is misconfigured",
+            ))
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_admin_retries_a_failed_job_through_the_api_and_it_succeeds() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let switch = Uuid::new_v4();
+    let id = enqueue_one(&app.state.db, NewJob::of(&BrokenUntilFixed { switch })).await;
+    let pool = WorkerPool::start(
+        app.state.db.clone(),
+        Arc::clone(&app.state.cache),
+        Arc::new(app.state.config.clone()),
+        registry().with::<BrokenUntilFixed>(),
+        settings(&app, 2),
+    );
+    wait_for_state(&app.state.db, id, JobState::Failed).await;
+
+    let admin = app
+        .create_user_with_role(dispatch::users::role::Role::Admin)
+        .await;
+    let shopper = app.register_user().await;
+    let listed: serde_json::Value = app
+        .get("/api/v1/admin/jobs?state=failed&queue=orders")
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], id.to_string());
+    assert_eq!(listed["items"][0]["errors"].as_array().unwrap().len(), 1);
+    let refused = app
+        .post(&format!("/api/v1/admin/jobs/{id}/retry"))
+        .bearer_auth(&shopper.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    FIXED.write().unwrap().insert(switch);
+    let retried = app
+        .post(&format!("/api/v1/admin/jobs/{id}/retry"))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    let done = wait_for_state(&app.state.db, id, JobState::Succeeded).await;
+    assert_eq!(done.attempt, 1, "attempts start afresh");
+    assert_eq!(
+        done.errors.as_array().unwrap().len(),
+        1,
+        "the history is kept"
+    );
+
+    let again = app
+        .post(&format!("/api/v1/admin/jobs/{id}/retry"))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409, "a succeeded job cannot be retried");
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_paused_queue_is_not_claimed_until_resumed_and_discarded_jobs_never_run() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let admin = app
+        .create_user_with_role(dispatch::users::role::Role::Superadmin)
+        .await;
+    let pause = app
+        .post("/api/v1/admin/jobs/queues/maintenance/pause")
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pause.status(), 204);
+    let kept = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
+    let dropped = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
+    let owner = Uuid::new_v4();
+    let claimed = jobs::store::claim(
+        &app.state.db,
+        Queue::Maintenance,
+        10,
+        owner,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(claimed.is_empty(), "a paused queue gives nothing");
+
+    let discard = app
+        .post(&format!("/api/v1/admin/jobs/{dropped}/discard"))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discard.status(), 200);
+    let stats: serde_json::Value = app
+        .get("/api/v1/admin/jobs/queues")
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let maintenance = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "maintenance")
+        .unwrap();
+    assert_eq!(maintenance["paused"], true);
+    assert_eq!(maintenance["counts"]["available"], 1);
+    assert_eq!(maintenance["counts"]["discarded"], 1);
+
+    let resume = app
+        .post("/api/v1/admin/jobs/queues/maintenance/resume")
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resume.status(), 204);
+    let pool = start_pool(&app, 2);
+    wait_for_state(&app.state.db, kept, JobState::Succeeded).await;
+    pool.shutdown().await;
+    assert_eq!(job(&app.state.db, dropped).await.state, JobState::Discarded);
+    let runs = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(runs, HashMap::from([(kept, 1)]));
+}
