@@ -52,6 +52,14 @@ const KEYS: &[&str] = &[
     "cache_ttl",
     "trust_forwarded_for",
     "password_hash_memory_kib",
+    "job_concurrency_orders",
+    "job_concurrency_payments",
+    "job_concurrency_notifications",
+    "job_concurrency_maintenance",
+    "job_poll_interval",
+    "job_lease",
+    "job_shutdown_grace",
+    "job_retention",
 ];
 
 /// Values that stand in for secrets in development and must never reach production.
@@ -154,6 +162,16 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Argon2id memory cost. The default is OWASP's recommendation; tests lower it.
     pub password_hash_memory_kib: u32,
+    /// Workers per queue (`JOB_CONCURRENCY_<QUEUE>`), where set.
+    pub job_concurrency: BTreeMap<String, usize>,
+    /// Fallback wake-up of idle workers.
+    pub job_poll_interval: Duration,
+    /// How long a claimed job belongs to its worker without a heartbeat.
+    pub job_lease: Duration,
+    /// How long running jobs may take to finish at shutdown.
+    pub job_shutdown_grace: Duration,
+    /// How long succeeded and discarded jobs are kept.
+    pub job_retention: Duration,
 }
 
 /// Every problem found in the configuration, one per line.
@@ -163,8 +181,23 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
+/// Values as the sources gave them: the environment provider turns `8` into
+/// a number and `true` into a boolean, so every scalar is accepted here and
+/// read back as text; [`Parser`] does the real typing.
 #[derive(Debug, Default, Deserialize)]
-struct RawConfig(BTreeMap<String, String>);
+struct RawConfig(BTreeMap<String, figment::value::Value>);
+
+fn scalar_text(value: &figment::value::Value) -> Option<String> {
+    use figment::value::Value;
+    match value {
+        Value::String(_, s) => Some(s.clone()),
+        Value::Char(_, c) => Some(c.to_string()),
+        Value::Bool(_, b) => Some(b.to_string()),
+        Value::Num(..) => serde_json::to_value(value).ok().map(|v| v.to_string()),
+        Value::Empty(..) => Some(String::new()),
+        Value::Dict(..) | Value::Array(..) => None,
+    }
+}
 
 impl Config {
     /// Reads defaults, `dispatch.toml` and the process environment.
@@ -192,7 +225,23 @@ impl Config {
         let raw: RawConfig = figment.extract().map_err(|e| ConfigError {
             problems: e.into_iter().map(|e| e.to_string()).collect(),
         })?;
-        Parser::new(raw.0).parse()
+        let mut problems = Vec::new();
+        let mut values = BTreeMap::new();
+        for (key, value) in raw.0 {
+            match scalar_text(&value) {
+                Some(text) => {
+                    values.insert(key, text);
+                }
+                None => problems.push(format!(
+                    "{}: expected a single value",
+                    key.to_ascii_uppercase()
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Parser::new(values).parse()
     }
 
     pub fn is_production(&self) -> bool {
@@ -404,6 +453,19 @@ impl Parser {
                 }
             })
         });
+        let mut job_concurrency = BTreeMap::new();
+        for queue in ["orders", "payments", "notifications", "maintenance"] {
+            let key = format!("job_concurrency_{queue}");
+            if let Some(text) = self.get(&key).map(str::to_owned)
+                && let Some(n) = self.value(&key, "", |_| parse_number::<usize>(&text))
+            {
+                job_concurrency.insert(queue.to_owned(), n);
+            }
+        }
+        let job_poll_interval = self.value("job_poll_interval", "1s", parse_duration);
+        let job_lease = self.value("job_lease", "30s", parse_duration);
+        let job_shutdown_grace = self.value("job_shutdown_grace", "20s", parse_duration);
+        let job_retention = self.value("job_retention", "7d", parse_duration);
         if production && password_hash_memory_kib.is_some_and(|m| m < 19456) {
             self.problem("PASSWORD_HASH_MEMORY_KIB: below 19456 KiB is refused in production");
         }
@@ -451,6 +513,11 @@ impl Parser {
             cache_ttl: cache_ttl.ok_or_else(missing)?,
             trust_forwarded_for: trust_forwarded_for.ok_or_else(missing)?,
             password_hash_memory_kib: password_hash_memory_kib.ok_or_else(missing)?,
+            job_concurrency,
+            job_poll_interval: job_poll_interval.ok_or_else(missing)?,
+            job_lease: job_lease.ok_or_else(missing)?,
+            job_shutdown_grace: job_shutdown_grace.ok_or_else(missing)?,
+            job_retention: job_retention.ok_or_else(missing)?,
         })
     }
 
@@ -581,6 +648,19 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.problems.len(), 3, "{:?}", err.problems);
+    }
+
+    #[test]
+    fn numbers_and_booleans_from_the_environment_are_read_as_text() {
+        let figment = Figment::new().merge(figment::providers::Serialized::defaults(
+            serde_json::json!({
+                "db_max_connections": 8,
+                "seed_demo_data": false,
+            }),
+        ));
+        let config = Config::from_figment(&figment).unwrap();
+        assert_eq!(config.db_max_connections, 8);
+        assert!(!config.seed_demo_data);
     }
 
     #[test]

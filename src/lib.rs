@@ -24,6 +24,8 @@ pub mod http;
 pub mod i18n;
 /// Idempotency keys for `POST` requests that create something.
 pub mod idempotency;
+/// Durable background jobs: transactional queue, workers, scheduler.
+pub mod jobs;
 /// Connection to Redis, shared by cache, rate limits and session revocation.
 pub mod kv;
 /// Rate limits (Redis or in-process) behind one interface.

@@ -57,8 +57,8 @@ enum Command {
     Version,
 }
 
-/// `api`: HTTP only. `worker`: background work only (its HTTP listener
-/// answers health and metrics). `all`: both, in one process.
+/// `api`: the HTTP API only. `worker`: job workers and the scheduler, no
+/// HTTP (metrics on `METRICS_ADDR` if set). `all`: both, in one process.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum ProcessRole {
     Api,
@@ -166,13 +166,27 @@ async fn serve(role: ProcessRole) -> anyhow::Result<()> {
     if seed {
         demo::seed(&state).await.context("seeding demo data")?;
     }
-    let listener = TcpListener::bind(bind_addr)
-        .await
-        .with_context(|| format!("binding {bind_addr}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
-    tracing::info!(address = %bind_addr, "Dispatch listening; API docs at http://{bind_addr}/api/docs");
-    startup::serve(state.clone(), listener, shutdown).await?;
+
+    let workers = (role != ProcessRole::Api).then(|| startup::Workers::start_standard(&state));
+    if role == ProcessRole::Worker {
+        // No HTTP API; metrics only where METRICS_ADDR asks for them.
+        if let Some(address) = state.config.metrics_addr {
+            startup::spawn_metrics_listener(state.clone(), address, shutdown.clone()).await?;
+        }
+        tracing::info!("Dispatch worker running");
+        shutdown.cancelled().await;
+    } else {
+        let listener = TcpListener::bind(bind_addr)
+            .await
+            .with_context(|| format!("binding {bind_addr}"))?;
+        tracing::info!(address = %bind_addr, "Dispatch listening; API docs at http://{bind_addr}/api/docs");
+        startup::serve(state.clone(), listener, shutdown).await?;
+    }
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
     state.db.clone().close().await;
     tracing::info!("stopped");
     Ok(())

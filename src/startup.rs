@@ -21,6 +21,12 @@ use crate::{
     config::{self, Config},
     db::{self, Database},
     http::{extract::TrustForwardedFor, health, middleware as mw, openapi},
+    jobs::{
+        maintenance,
+        registry::Registry,
+        scheduler::{self, Periodic},
+        worker::{WorkerPool, WorkerSettings},
+    },
     kv::Kv,
     rate_limit::{MemoryRateLimiter, Quotas, RedisRateLimiter, SharedRateLimiter},
     state::{AppState, Services},
@@ -148,6 +154,59 @@ pub async fn serve(
     Ok(())
 }
 
+/// The job workers and the scheduler of one process.
+pub struct Workers {
+    pool: WorkerPool,
+    scheduler: tokio::task::JoinHandle<()>,
+    stop_scheduler: CancellationToken,
+}
+
+impl Workers {
+    /// Starts a worker pool running `registry`'s kinds and the scheduler of `schedule`.
+    pub fn start(state: &AppState, registry: Registry, schedule: Vec<Periodic>) -> Self {
+        let config = Arc::new(state.config.clone());
+        let settings = WorkerSettings::from_config(&config);
+        let pool = WorkerPool::start(
+            state.db.clone(),
+            Arc::clone(&state.cache),
+            config,
+            registry,
+            settings,
+        );
+        let stop_scheduler = CancellationToken::new();
+        let scheduler = tokio::spawn(scheduler::run(
+            state.db.clone(),
+            schedule,
+            stop_scheduler.clone(),
+        ));
+        Self {
+            pool,
+            scheduler,
+            stop_scheduler,
+        }
+    }
+
+    /// The standard job kinds and periodic jobs.
+    pub fn start_standard(state: &AppState) -> Self {
+        Self::start(
+            state,
+            Registry::standard(),
+            maintenance::standard_schedule(),
+        )
+    }
+
+    pub fn owner(&self) -> uuid::Uuid {
+        self.pool.owner()
+    }
+
+    /// Stops the scheduler, then drains the pool (see [`WorkerPool::shutdown`]).
+    pub async fn shutdown(self) {
+        self.stop_scheduler.cancel();
+        let _ = self.scheduler.await;
+        self.pool.shutdown().await;
+    }
+}
+
 /// The Prometheus recorder needs periodic upkeep to drain its histograms.
 fn spawn_metrics_upkeep(state: &AppState, shutdown: CancellationToken) {
     let handle = state.metrics.clone();
@@ -162,7 +221,7 @@ fn spawn_metrics_upkeep(state: &AppState, shutdown: CancellationToken) {
     });
 }
 
-async fn spawn_metrics_listener(
+pub async fn spawn_metrics_listener(
     state: AppState,
     address: SocketAddr,
     shutdown: CancellationToken,
@@ -174,7 +233,10 @@ async fn spawn_metrics_listener(
         "/metrics",
         axum::routing::get(move || {
             let state = state.clone();
-            async move { health::render_metrics(&state) }
+            async move {
+                health::record_queue_gauges(&state).await;
+                health::render_metrics(&state)
+            }
         }),
     );
     tokio::spawn(async move {

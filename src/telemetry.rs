@@ -26,6 +26,17 @@ pub fn init_tracing(format: LogFormat, level: &str) {
     };
 }
 
+tokio::task_local! {
+    /// The correlation id of the request (or job) this task works for; jobs
+    /// enqueued from it inherit it.
+    pub static CORRELATION_ID: std::sync::Arc<str>;
+}
+
+/// The current task's correlation id, if it has one.
+pub fn current_correlation_id() -> Option<String> {
+    CORRELATION_ID.try_with(|id| id.to_string()).ok()
+}
+
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process-wide Prometheus recorder (installed once; the `metrics` facade

@@ -18,7 +18,14 @@
 
 pub mod migrations;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
@@ -27,7 +34,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func, IntoColumnRef, LikeExpr, SimpleExpr},
 };
 use secrecy::ExposeSecret;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -53,6 +60,9 @@ pub struct Database {
     connection: DatabaseConnection,
     /// SQLite only: one writer at a time, queued in process.
     writer: Option<Arc<Semaphore>>,
+    /// Fired after a write transaction that asked for it commits (job
+    /// workers of this process wait on it).
+    committed: Arc<Notify>,
 }
 
 /// A write transaction. On SQLite it also holds the writer permit until it
@@ -60,6 +70,8 @@ pub struct Database {
 pub struct WriteTxn {
     txn: DatabaseTransaction,
     _writer: Option<OwnedSemaphorePermit>,
+    committed: Arc<Notify>,
+    notify_on_commit: AtomicBool,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -71,7 +83,18 @@ impl std::ops::Deref for WriteTxn {
 
 impl WriteTxn {
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        self.txn.commit().await?;
+        if self.notify_on_commit.load(Ordering::Acquire) {
+            self.committed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Asks for the database's commit signal to fire if, and only if, this
+    /// transaction commits (used to wake job workers without waking them
+    /// for work that rolls back).
+    pub fn notify_on_commit(&self) {
+        self.notify_on_commit.store(true, Ordering::Release);
     }
 }
 
@@ -93,6 +116,7 @@ impl Database {
             Ok(Self {
                 connection,
                 writer: None,
+                committed: Arc::default(),
             })
         }
     }
@@ -124,6 +148,7 @@ impl Database {
         Ok(Self {
             connection,
             writer: Some(Arc::new(Semaphore::new(1))),
+            committed: Arc::default(),
         })
     }
 
@@ -161,7 +186,16 @@ impl Database {
         Ok(WriteTxn {
             txn,
             _writer: writer,
+            committed: Arc::clone(&self.committed),
+            notify_on_commit: AtomicBool::new(false),
         })
+    }
+
+    /// Fires after each write transaction that called
+    /// [`WriteTxn::notify_on_commit`] commits, and whenever something else
+    /// (a PostgreSQL notification) says new work was committed.
+    pub fn commit_signal(&self) -> &Arc<Notify> {
+        &self.committed
     }
 
     /// Checks the database answers (readiness probe).

@@ -99,7 +99,26 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErro
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    record_queue_gauges(&state).await;
     render_metrics(&state)
+}
+
+/// Queue depth and oldest waiting age, read from the database at scrape
+/// time so every process (api or worker) reports the same truth.
+pub async fn record_queue_gauges(state: &AppState) {
+    match crate::jobs::admin::queue_stats(state.db.conn()).await {
+        Ok(stats) => {
+            for queue in stats {
+                for (job_state, count) in &queue.counts {
+                    metrics::gauge!("job_queue_depth", "queue" => queue.queue.as_str(), "state" => job_state.clone())
+                        .set(*count as f64);
+                }
+                metrics::gauge!("job_queue_oldest_waiting_seconds", "queue" => queue.queue.as_str())
+                    .set(queue.oldest_waiting_seconds.unwrap_or(0.0));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read queue statistics for metrics"),
+    }
 }
 
 /// The metrics page, with the database pool gauges read at scrape time.

@@ -76,7 +76,12 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         http.route = %route,
         user.id = Empty,
     );
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = crate::telemetry::CORRELATION_ID
+        .scope(
+            Arc::clone(&correlation_id.0),
+            next.run(request).instrument(span.clone()),
+        )
+        .await;
 
     let status = response.status();
     let elapsed = started.elapsed();

@@ -11,7 +11,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth, catalog, http::error::Problem, http::health, state::AppState, users};
+use crate::{auth, catalog, http::error::Problem, http::health, jobs, state::AppState, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use crate::{auth, catalog, http::error::Problem, http::health, state::AppState, 
         (name = "admin users", description = "Account management (admin, superadmin)"),
         (name = "catalogue", description = "The public catalogue"),
         (name = "admin catalogue", description = "Catalogue management (admin, superadmin)"),
+        (name = "admin jobs", description = "The durable job queue: queues, jobs, retry, discard, pause (admin, superadmin)"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -56,6 +57,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::admin_routes::router())
         .merge(catalog::routes::router())
         .merge(catalog::admin_routes::router())
+        .merge(jobs::routes::router())
         .split_for_parts()
 }
 

@@ -48,6 +48,10 @@ fn init_process() {
 /// A running Dispatch for one test.
 pub struct TestApp {
     pub address: String,
+    /// The test's own database, for child processes.
+    pub database_url: String,
+    /// The configuration the app was started with (`NAME`, value).
+    pub settings: Vec<(String, String)>,
     pub client: Client,
     pub state: AppState,
     shutdown: CancellationToken,
@@ -128,6 +132,15 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         pairs.retain(|(n, _)| n != name);
         pairs.push((name, (*value).to_owned()));
     }
+    let settings: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let database_url = pairs
+        .iter()
+        .find(|(k, _)| *k == "DATABASE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let config = Config::from_pairs(pairs).expect("test configuration");
     let state = startup::build_state(config)
         .await
@@ -145,6 +158,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .expect("HTTP client");
     TestApp {
         address,
+        database_url,
+        settings,
         client,
         state,
         shutdown,
@@ -366,4 +381,25 @@ pub async fn problem(response: Response) -> Value {
     );
     assert_eq!(body["detail"], body["message"]);
     body
+}
+
+/// Waits until `condition` holds, checking every 20 ms, for at most `limit`;
+/// panics naming `what` if it never does. A bounded wait for an observable
+/// condition, not a sleep.
+pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -15,6 +15,7 @@ mod admin_users;
 mod auth;
 mod catalog;
 mod idempotency;
+mod jobs;
 mod pagination;
 mod rate_limits;
 mod smoke;

@@ -8,6 +8,7 @@
 //! safe.
 
 mod m20261125_000001_identity_and_catalog;
+mod m20261125_000002_jobs;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -19,7 +20,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_identity_and_catalog::Migration)]
+        vec![
+            Box::new(m20261125_000001_identity_and_catalog::Migration),
+            Box::new(m20261125_000002_jobs::Migration),
+        ]
     }
 }
 

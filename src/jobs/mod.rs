@@ -1,0 +1,212 @@
+//! Durable background jobs: the transactional queue, its workers, the
+//! scheduler and the dashboard.
+//!
+//! The promise: work accepted is never lost and never applied twice.
+//! - A job is a row written by [`enqueue`] **in the caller's transaction**:
+//!   if the business change rolls back, the job never existed; if it commits,
+//!   the job will run. The `jobs` table is the outbox; there is no relay.
+//! - Workers claim jobs with a lease (`FOR UPDATE SKIP LOCKED` on
+//!   PostgreSQL; single-writer `BEGIN IMMEDIATE` on SQLite), heartbeat it,
+//!   and finish with a write fenced by `(lease_owner, attempt)`: a worker that
+//!   lost its lease cannot complete or fail the job. A dead worker's jobs are
+//!   rescued when the lease expires. Delivery is therefore at-least-once, and
+//!   every handler makes its effect idempotent (conditional writes keyed by
+//!   the job's subject), which makes effects happen exactly once.
+//! - Failures retry with exponential backoff and jitter written into
+//!   `run_at`; after the last attempt the job is `failed` with its error
+//!   history and the kind's compensation job is enqueued in the same
+//!   transaction.
+//! - Workers wake within milliseconds of the enqueuing commit: PostgreSQL
+//!   `NOTIFY` (delivered on commit), or the in-process commit signal on
+//!   SQLite; polling is only the fallback.
+
+pub mod admin;
+pub mod backoff;
+pub mod diagnostics;
+pub mod maintenance;
+pub mod model;
+pub mod queue;
+pub mod registry;
+pub mod routes;
+pub mod scheduler;
+pub mod store;
+pub mod worker;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, DbErr, EntityTrait, sea_query::OnConflict};
+use serde::{Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use self::model::job::{self, Entity as Jobs, JobState};
+pub use self::{backoff::Backoff, queue::Queue, registry::JobContext};
+use crate::db::WriteTxn;
+
+/// PostgreSQL channel that announces committed jobs to every process.
+pub const NOTIFY_CHANNEL: &str = "dispatch_jobs";
+
+/// How a kind retries and ranks.
+#[derive(Debug, Clone, Copy)]
+pub struct JobOptions {
+    pub max_attempts: i32,
+    pub backoff: Backoff,
+    /// Higher runs first within a queue.
+    pub priority: i16,
+    /// An attempt running longer is abandoned and counted as failed.
+    pub timeout: Duration,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            priority: 0,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt (a timeout, a 5xx, a lost connection).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never succeed (a declined card, a deleted subject): no retries.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl JobError {
+    pub fn retryable(cause: impl std::fmt::Display) -> Self {
+        Self::Retryable(cause.to_string())
+    }
+
+    pub fn permanent(cause: impl std::fmt::Display) -> Self {
+        Self::Permanent(cause.to_string())
+    }
+}
+
+impl From<DbErr> for JobError {
+    fn from(err: DbErr) -> Self {
+        Self::Retryable(format!("database: {err}"))
+    }
+}
+
+/// A kind of job: its payload is the implementing type.
+#[async_trait]
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Stable name stored in the row (`order.process`).
+    const KIND: &'static str;
+    const QUEUE: Queue;
+
+    fn options() -> JobOptions {
+        JobOptions::default()
+    }
+
+    /// Jobs with the same key are enqueued once (later attempts to enqueue
+    /// are no-ops while the row exists).
+    fn unique_key(&self) -> Option<String> {
+        None
+    }
+
+    /// Performs the work. Must be idempotent: it may run more than once.
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError>;
+
+    /// Enqueued, in the same transaction, when this job fails for good.
+    fn compensation(&self) -> Option<NewJob> {
+        None
+    }
+}
+
+/// A job ready to be written: kind, queue, payload and options.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: &'static str,
+    pub queue: Queue,
+    pub payload: serde_json::Value,
+    pub options: JobOptions,
+    pub unique_key: Option<String>,
+    pub run_at: Option<DateTime<Utc>>,
+}
+
+impl NewJob {
+    pub fn of<J: Job>(job: &J) -> Self {
+        Self {
+            kind: J::KIND,
+            queue: J::QUEUE,
+            payload: serde_json::to_value(job).unwrap_or(serde_json::Value::Null),
+            options: J::options(),
+            unique_key: job.unique_key(),
+            run_at: None,
+        }
+    }
+
+    /// Runs no earlier than `at`.
+    pub fn at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Runs no earlier than `delay` from now.
+    pub fn after(self, delay: Duration) -> Self {
+        let at = crate::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        self.at(at)
+    }
+
+    /// Overrides the kind's unique key.
+    pub fn unique(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+}
+
+/// What [`enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Inserted(Uuid),
+    /// A job with the same unique key exists; nothing was written.
+    Duplicate,
+}
+
+/// Writes `job` in the caller's transaction. It becomes visible to workers
+/// (and wakes them) only when that transaction commits.
+pub async fn enqueue(txn: &WriteTxn, job: NewJob) -> Result<Enqueued, DbErr> {
+    let now = crate::db::now();
+    let id = crate::db::new_id();
+    let model = job::ActiveModel {
+        id: Set(id),
+        queue: Set(job.queue.as_str().to_owned()),
+        kind: Set(job.kind.to_owned()),
+        payload: Set(job.payload),
+        state: Set(JobState::Available),
+        priority: Set(job.options.priority),
+        attempt: Set(0),
+        max_attempts: Set(job.options.max_attempts.max(1)),
+        run_at: Set(job.run_at.unwrap_or(now)),
+        lease_owner: Set(None),
+        lease_expires_at: Set(None),
+        last_error: Set(None),
+        errors: Set(serde_json::json!([])),
+        correlation_id: Set(crate::telemetry::current_correlation_id()),
+        unique_key: Set(job.unique_key),
+        created_at: Set(now),
+        updated_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+    };
+    let inserted = Jobs::insert(model)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(&**txn)
+        .await?;
+    if inserted == 0 {
+        return Ok(Enqueued::Duplicate);
+    }
+    metrics::counter!("jobs_enqueued_total", "kind" => job.kind, "queue" => job.queue.as_str())
+        .increment(1);
+    store::announce(txn, job.queue).await?;
+    Ok(Enqueued::Inserted(id))
+}

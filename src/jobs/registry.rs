@@ -1,0 +1,108 @@
+//! Which code runs each job kind, and what a running job may use.
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{Job, JobError, JobOptions, NewJob};
+use crate::{cache::SharedCache, config::Config, db::Database};
+
+/// What a job handler may use: the database and shared services, never the
+/// HTTP request state.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: Database,
+    pub cache: SharedCache,
+    pub config: Arc<Config>,
+    /// The job being run.
+    pub job_id: Uuid,
+    pub attempt: i32,
+    /// The pool running it (its lease owner id).
+    pub worker: Uuid,
+}
+
+/// A kind's handler with its payload type erased.
+#[async_trait]
+trait ErasedJob: Send + Sync {
+    async fn run(&self, payload: &serde_json::Value, ctx: &JobContext) -> Result<(), JobError>;
+    fn compensation(&self, payload: &serde_json::Value) -> Option<NewJob>;
+    fn options(&self) -> JobOptions;
+}
+
+struct Typed<J>(std::marker::PhantomData<fn() -> J>);
+
+#[async_trait]
+impl<J: Job> ErasedJob for Typed<J> {
+    async fn run(&self, payload: &serde_json::Value, ctx: &JobContext) -> Result<(), JobError> {
+        let job: J = serde_json::from_value(payload.clone())
+            .map_err(|e| JobError::permanent(format!("payload does not match {}: {e}", J::KIND)))?;
+        job.run(ctx).await
+    }
+
+    fn compensation(&self, payload: &serde_json::Value) -> Option<NewJob> {
+        serde_json::from_value::<J>(payload.clone())
+            .ok()?
+            .compensation()
+    }
+
+    fn options(&self) -> JobOptions {
+        J::options()
+    }
+}
+
+/// Every job kind this process can run.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: HashMap<&'static str, Arc<dyn ErasedJob>>,
+}
+
+impl Registry {
+    /// The kinds Dispatch ships with.
+    pub fn standard() -> Self {
+        Self::default()
+            .with::<super::maintenance::Cleanup>()
+            .with::<super::diagnostics::Noop>()
+            .with::<super::diagnostics::Probe>()
+    }
+
+    /// Adds a kind (tests add their own).
+    pub fn with<J: Job>(mut self) -> Self {
+        self.kinds
+            .insert(J::KIND, Arc::new(Typed::<J>(std::marker::PhantomData)));
+        self
+    }
+
+    pub fn knows(&self, kind: &str) -> bool {
+        self.kinds.contains_key(kind)
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &&'static str> {
+        self.kinds.keys()
+    }
+
+    pub async fn run(
+        &self,
+        kind: &str,
+        payload: &serde_json::Value,
+        ctx: &JobContext,
+    ) -> Result<(), JobError> {
+        match self.kinds.get(kind) {
+            Some(handler) => handler.run(payload, ctx).await,
+            None => Err(JobError::permanent(format!(
+                "no handler for job kind {kind}"
+            ))),
+        }
+    }
+
+    pub fn compensation(&self, kind: &str, payload: &serde_json::Value) -> Option<NewJob> {
+        self.kinds.get(kind)?.compensation(payload)
+    }
+
+    pub fn options(&self, kind: &str) -> JobOptions {
+        self.kinds
+            .get(kind)
+            .map(|h| h.options())
+            .unwrap_or_default()
+    }
+}

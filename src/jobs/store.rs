@@ -1,0 +1,283 @@
+//! The queue's SQL: claim, finish, heartbeat, rescue, retention. Every state
+//! change after a claim is fenced by `(lease_owner, attempt)`, so only the
+//! worker holding the current lease can move a job on.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query},
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    NOTIFY_CHANNEL, NewJob, Queue, enqueue,
+    model::{
+        job::{self, Entity as Jobs, JobState},
+        job_queue::{self, Entity as JobQueues},
+    },
+};
+use crate::db::{Database, WriteTxn};
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Tells workers a job of `queue` will be available when `txn` commits.
+pub async fn announce(txn: &WriteTxn, queue: Queue) -> Result<(), DbErr> {
+    txn.notify_on_commit();
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // Delivered by PostgreSQL only if, and when, the transaction commits.
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [NOTIFY_CHANNEL.into(), queue.as_str().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether an operator paused `queue`.
+pub async fn is_paused<C: ConnectionTrait>(conn: &C, queue: Queue) -> Result<bool, DbErr> {
+    Ok(JobQueues::find_by_id(queue.as_str().to_owned())
+        .one(conn)
+        .await?
+        .is_some_and(|q| q.paused))
+}
+
+/// Claims up to `limit` due jobs of `queue` for `owner`, under a lease.
+pub async fn claim(
+    db: &Database,
+    queue: Queue,
+    limit: u64,
+    owner: Uuid,
+    lease: Duration,
+) -> Result<Vec<job::Model>, DbErr> {
+    let now = crate::db::now();
+    let txn = db.begin_write().await?;
+    if is_paused(&*txn, queue).await? {
+        return Ok(Vec::new());
+    }
+    let due = Query::select()
+        .column(job::Column::Id)
+        .from(Jobs)
+        .and_where(Expr::col(job::Column::Queue).eq(queue.as_str()))
+        .and_where(Expr::col(job::Column::State).eq(JobState::Available.as_str()))
+        .and_where(Expr::col(job::Column::RunAt).lte(now))
+        .order_by(job::Column::Priority, Order::Desc)
+        .order_by(job::Column::RunAt, Order::Asc)
+        .order_by(job::Column::Id, Order::Asc)
+        .limit(limit)
+        // PostgreSQL: concurrent claimers skip each other's rows. SQLite
+        // (where sea-query drops this) has one writer at a time anyway.
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned();
+    let claim = Query::update()
+        .table(Jobs)
+        .value(job::Column::State, JobState::Running.as_str())
+        .value(job::Column::Attempt, Expr::col(job::Column::Attempt).add(1))
+        .value(job::Column::LeaseOwner, owner)
+        .value(job::Column::LeaseExpiresAt, now + chrono_duration(lease))
+        .value(job::Column::StartedAt, now)
+        .value(job::Column::UpdatedAt, now)
+        .and_where(Expr::col(job::Column::Id).in_subquery(due))
+        .returning_all()
+        .to_owned();
+    let statement = txn.get_database_backend().build(&claim);
+    let jobs = Jobs::find().from_raw_sql(statement).all(&*txn).await?;
+    txn.commit().await?;
+    Ok(jobs)
+}
+
+/// When the next available job of `queue` is due, if any.
+pub async fn next_due<C: ConnectionTrait>(
+    conn: &C,
+    queue: Queue,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    Jobs::find()
+        .select_only()
+        .column(job::Column::RunAt)
+        .filter(job::Column::Queue.eq(queue.as_str()))
+        .filter(job::Column::State.eq(JobState::Available))
+        .order_by_asc(job::Column::RunAt)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(conn)
+        .await
+}
+
+/// The fence: this row, still running under this lease.
+fn fenced(
+    update: sea_orm::UpdateMany<Jobs>,
+    job: &job::Model,
+    owner: Uuid,
+) -> sea_orm::UpdateMany<Jobs> {
+    update
+        .filter(job::Column::Id.eq(job.id))
+        .filter(job::Column::State.eq(JobState::Running))
+        .filter(job::Column::LeaseOwner.eq(owner))
+        .filter(job::Column::Attempt.eq(job.attempt))
+}
+
+/// Marks a job succeeded. False if the lease was lost meanwhile.
+pub async fn complete(db: &Database, job: &job::Model, owner: Uuid) -> Result<bool, DbErr> {
+    let now = crate::db::now();
+    let txn = db.begin_write().await?;
+    let done = fenced(Jobs::update_many(), job, owner)
+        .col_expr(job::Column::State, Expr::value(JobState::Succeeded))
+        .col_expr(job::Column::FinishedAt, Expr::value(now))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .exec(&*txn)
+        .await?;
+    txn.commit().await?;
+    Ok(done.rows_affected == 1)
+}
+
+fn with_error(job: &job::Model, error: &str) -> serde_json::Value {
+    let mut history = job.errors.as_array().cloned().unwrap_or_default();
+    history.push(json!({"attempt": job.attempt, "at": crate::db::now(), "error": error}));
+    serde_json::Value::Array(history)
+}
+
+/// Puts a failed attempt back in the queue to run at `run_at`. False if the
+/// lease was lost meanwhile.
+pub async fn retry(
+    db: &Database,
+    job: &job::Model,
+    owner: Uuid,
+    error: &str,
+    run_at: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let now = crate::db::now();
+    let txn = db.begin_write().await?;
+    let queue = Queue::parse(&job.queue).unwrap_or(Queue::Maintenance);
+    let done = fenced(Jobs::update_many(), job, owner)
+        .col_expr(job::Column::State, Expr::value(JobState::Available))
+        .col_expr(job::Column::RunAt, Expr::value(run_at))
+        .col_expr(job::Column::LastError, Expr::value(error))
+        .col_expr(job::Column::Errors, Expr::value(with_error(job, error)))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .exec(&*txn)
+        .await?;
+    if done.rows_affected == 1 {
+        announce(&txn, queue).await?;
+    }
+    txn.commit().await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Fails a job for good and, in the same transaction, enqueues its
+/// compensation. False (and nothing written) if the lease was lost.
+pub async fn fail(
+    db: &Database,
+    job: &job::Model,
+    owner: Uuid,
+    error: &str,
+    compensation: Option<NewJob>,
+) -> Result<bool, DbErr> {
+    let now = crate::db::now();
+    let txn = db.begin_write().await?;
+    let done = fenced(Jobs::update_many(), job, owner)
+        .col_expr(job::Column::State, Expr::value(JobState::Failed))
+        .col_expr(job::Column::LastError, Expr::value(error))
+        .col_expr(job::Column::Errors, Expr::value(with_error(job, error)))
+        .col_expr(job::Column::FinishedAt, Expr::value(now))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .exec(&*txn)
+        .await?;
+    if done.rows_affected != 1 {
+        return Ok(false);
+    }
+    if let Some(compensation) = compensation {
+        // One compensation per failed job, however often this runs.
+        let key = format!("compensation:{}", job.id);
+        enqueue(&txn, compensation.unique(key)).await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Extends the lease of every job `owner` is running.
+pub async fn heartbeat(db: &Database, owner: Uuid, lease: Duration) -> Result<u64, DbErr> {
+    let now = crate::db::now();
+    let txn = db.begin_write().await?;
+    let result = Jobs::update_many()
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::value(now + chrono_duration(lease)),
+        )
+        .filter(job::Column::State.eq(JobState::Running))
+        .filter(job::Column::LeaseOwner.eq(owner))
+        .exec(&*txn)
+        .await?;
+    txn.commit().await?;
+    Ok(result.rows_affected)
+}
+
+/// Running jobs whose lease has expired: their worker died or hung.
+pub async fn expired_leases<C: ConnectionTrait>(
+    conn: &C,
+    limit: u64,
+) -> Result<Vec<job::Model>, DbErr> {
+    Jobs::find()
+        .filter(job::Column::State.eq(JobState::Running))
+        .filter(job::Column::LeaseExpiresAt.lt(crate::db::now()))
+        .order_by_asc(job::Column::LeaseExpiresAt)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// Deletes succeeded and discarded jobs that finished before `cutoff`.
+/// Failed jobs stay until an operator retries or discards them.
+pub async fn delete_finished_before(db: &Database, cutoff: DateTime<Utc>) -> Result<u64, DbErr> {
+    let txn = db.begin_write().await?;
+    let result = Jobs::delete_many()
+        .filter(job::Column::State.is_in([JobState::Succeeded, JobState::Discarded]))
+        .filter(job::Column::FinishedAt.lt(cutoff))
+        .exec(&*txn)
+        .await?;
+    txn.commit().await?;
+    Ok(result.rows_affected)
+}
+
+/// Pauses or resumes a queue (dashboard action).
+pub async fn set_paused(db: &Database, queue: Queue, paused: bool) -> Result<(), DbErr> {
+    use sea_orm::{ActiveValue::Set, sea_query::OnConflict};
+    let txn = db.begin_write().await?;
+    JobQueues::insert(job_queue::ActiveModel {
+        queue: Set(queue.as_str().to_owned()),
+        paused: Set(paused),
+        updated_at: Set(crate::db::now()),
+    })
+    .on_conflict(
+        OnConflict::column(job_queue::Column::Queue)
+            .update_columns([job_queue::Column::Paused, job_queue::Column::UpdatedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(&*txn)
+    .await?;
+    if !paused {
+        announce(&txn, queue).await?;
+    }
+    txn.commit().await
+}

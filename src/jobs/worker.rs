@@ -1,0 +1,428 @@
+//! The worker pool of one process: per-queue fetchers, handler tasks, the
+//! lease heartbeat, the rescuer of dead workers' jobs, and the PostgreSQL
+//! listener that wakes fetchers when another process commits a job.
+
+use std::{collections::HashMap, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures::FutureExt;
+use sea_orm::{
+    ColumnTrait, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{
+    JobError, Queue,
+    model::job::{self, Entity as Jobs, JobState},
+    registry::{JobContext, Registry},
+    store,
+};
+use crate::{cache::SharedCache, config::Config, db::Database};
+
+/// How the pool runs; from configuration.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub concurrency: HashMap<Queue, usize>,
+    /// Fallback wake-up when no notification arrives.
+    pub poll_interval: Duration,
+    /// A claimed job is the worker's for this long, renewed by heartbeats.
+    pub lease: Duration,
+    /// How long running jobs may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerSettings {
+    pub fn from_config(config: &Config) -> Self {
+        let concurrency = Queue::ALL
+            .into_iter()
+            .map(|q| {
+                let n = config
+                    .job_concurrency
+                    .get(q.as_str())
+                    .copied()
+                    .unwrap_or_else(|| q.default_concurrency());
+                (q, n)
+            })
+            .collect();
+        Self {
+            concurrency,
+            poll_interval: config.job_poll_interval,
+            lease: config.job_lease,
+            shutdown_grace: config.job_shutdown_grace,
+        }
+    }
+}
+
+/// What every part of the pool shares.
+struct Shared {
+    owner: Uuid,
+    db: Database,
+    cache: SharedCache,
+    config: Arc<Config>,
+    registry: Registry,
+    settings: WorkerSettings,
+}
+
+/// A running pool. [`WorkerPool::shutdown`] drains it.
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+    stop_claiming: CancellationToken,
+    loops: TaskTracker,
+    handlers: TaskTracker,
+}
+
+impl WorkerPool {
+    /// Starts fetchers for every queue with a concurrency above zero.
+    pub fn start(
+        db: Database,
+        cache: SharedCache,
+        config: Arc<Config>,
+        registry: Registry,
+        settings: WorkerSettings,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            owner: crate::db::new_id(),
+            db,
+            cache,
+            config,
+            registry,
+            settings,
+        });
+        let pool = Self {
+            shared,
+            stop_claiming: CancellationToken::new(),
+            loops: TaskTracker::new(),
+            handlers: TaskTracker::new(),
+        };
+        for (queue, concurrency) in &pool.shared.settings.concurrency {
+            if *concurrency > 0 {
+                pool.loops.spawn(fetch_loop(
+                    Arc::clone(&pool.shared),
+                    *queue,
+                    Arc::new(Semaphore::new(*concurrency)),
+                    pool.handlers.clone(),
+                    pool.stop_claiming.clone(),
+                ));
+            }
+        }
+        pool.loops.spawn(heartbeat_loop(
+            Arc::clone(&pool.shared),
+            pool.stop_claiming.clone(),
+        ));
+        pool.loops.spawn(rescue_loop(
+            Arc::clone(&pool.shared),
+            pool.stop_claiming.clone(),
+        ));
+        if pool.shared.db.is_postgres() {
+            pool.loops.spawn(listen_loop(
+                pool.shared.db.clone(),
+                pool.stop_claiming.clone(),
+            ));
+        }
+        tracing::info!(worker.id = %pool.shared.owner, "job workers started");
+        pool
+    }
+
+    /// This pool's lease owner id.
+    pub fn owner(&self) -> Uuid {
+        self.shared.owner
+    }
+
+    /// Stops claiming, lets running jobs finish within the grace period, then
+    /// hands any still running back to the queue (without counting the
+    /// interrupted attempt) so another worker picks them up at once.
+    pub async fn shutdown(self) {
+        self.stop_claiming.cancel();
+        self.loops.close();
+        self.loops.wait().await;
+        self.handlers.close();
+        if tokio::time::timeout(self.shared.settings.shutdown_grace, self.handlers.wait())
+            .await
+            .is_err()
+        {
+            match release_all(&self.shared.db, self.shared.owner).await {
+                Ok(n) => tracing::warn!(
+                    jobs = n,
+                    "jobs still running at shutdown were handed back to the queue"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not hand back running jobs; their leases will expire")
+                }
+            }
+        }
+        tracing::info!(worker.id = %self.shared.owner, "job workers stopped");
+    }
+}
+
+async fn release_all(db: &Database, owner: Uuid) -> Result<u64, DbErr> {
+    let txn = db.begin_write().await?;
+    let result = Jobs::update_many()
+        .col_expr(job::Column::State, Expr::value(JobState::Available))
+        .col_expr(job::Column::Attempt, Expr::col(job::Column::Attempt).sub(1))
+        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .col_expr(job::Column::RunAt, Expr::value(crate::db::now()))
+        .filter(job::Column::State.eq(JobState::Running))
+        .filter(job::Column::LeaseOwner.eq(owner))
+        .exec(&*txn)
+        .await?;
+    txn.commit().await?;
+    Ok(result.rows_affected)
+}
+
+/// Most jobs claimed in one statement.
+const CLAIM_BATCH: usize = 64;
+
+async fn fetch_loop(
+    shared: Arc<Shared>,
+    queue: Queue,
+    slots: Arc<Semaphore>,
+    handlers: TaskTracker,
+    stop: CancellationToken,
+) {
+    let signal = Arc::clone(shared.db.commit_signal());
+    loop {
+        // Wait for a free slot before claiming, so a claimed job never waits.
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            permit = Arc::clone(&slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+        };
+        let mut permits = vec![first];
+        while permits.len() < CLAIM_BATCH {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        // Listen before looking, so a commit between the claim and the wait
+        // is not missed.
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        let wanted = permits.len();
+        let claimed = match store::claim(
+            &shared.db,
+            queue,
+            wanted as u64,
+            shared.owner,
+            shared.settings.lease,
+        )
+        .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, queue = queue.as_str(), "claiming jobs failed");
+                drop(permits);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(shared.settings.poll_interval) => continue,
+                }
+            }
+        };
+        let got = claimed.len();
+        for (job, permit) in claimed.into_iter().zip(permits.drain(..)) {
+            handlers.spawn(run_job(Arc::clone(&shared), job, permit));
+        }
+        drop(permits);
+        if got == wanted {
+            continue; // There may be more waiting.
+        }
+        let wait = until_next_due(&shared, queue).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// How long to sleep: until the next delayed job is due, at most the poll interval.
+async fn until_next_due(shared: &Shared, queue: Queue) -> Duration {
+    let poll = shared.settings.poll_interval;
+    match store::next_due(shared.db.conn(), queue).await {
+        Ok(Some(at)) => (at - crate::db::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(poll),
+        _ => poll,
+    }
+}
+
+async fn run_job(shared: Arc<Shared>, job: job::Model, _slot: OwnedSemaphorePermit) {
+    let correlation_id: Arc<str> = Arc::from(
+        job.correlation_id
+            .clone()
+            .unwrap_or_else(|| job.id.to_string()),
+    );
+    let span = tracing::info_span!(
+        "job",
+        correlation_id = %correlation_id,
+        job.id = %job.id,
+        job.kind = %job.kind,
+        job.attempt = job.attempt,
+    );
+    let labels = [("kind", job.kind.clone()), ("queue", job.queue.clone())];
+    metrics::counter!("jobs_started_total", &labels).increment(1);
+    let due = std::cmp::max(job.run_at, job.created_at);
+    if let Some(started) = job.started_at {
+        let waited = (started - due).to_std().unwrap_or_default();
+        metrics::histogram!("job_enqueue_to_start_seconds", &labels[1..])
+            .record(waited.as_secs_f64());
+    }
+    let work = async {
+        let options = shared.registry.options(&job.kind);
+        let ctx = JobContext {
+            db: shared.db.clone(),
+            cache: Arc::clone(&shared.cache),
+            config: Arc::clone(&shared.config),
+            job_id: job.id,
+            attempt: job.attempt,
+            worker: shared.owner,
+        };
+        let attempt = tokio::time::timeout(
+            options.timeout,
+            shared.registry.run(&job.kind, &job.payload, &ctx),
+        );
+        let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(JobError::retryable(format!(
+                "timed out after {:?}",
+                options.timeout
+            ))),
+            Err(_) => Err(JobError::retryable("the handler panicked")),
+        };
+        finish(&shared, &job, outcome, &labels).await;
+    };
+    crate::telemetry::CORRELATION_ID
+        .scope(correlation_id, work.instrument(span))
+        .await;
+}
+
+async fn finish(
+    shared: &Shared,
+    job: &job::Model,
+    outcome: Result<(), JobError>,
+    labels: &[(&'static str, String); 2],
+) {
+    let owner = shared.owner;
+    let result = match outcome {
+        Ok(()) => {
+            metrics::counter!("jobs_succeeded_total", labels).increment(1);
+            store::complete(&shared.db, job, owner).await
+        }
+        Err(JobError::Retryable(error)) if job.attempt < job.max_attempts => {
+            let delay = shared
+                .registry
+                .options(&job.kind)
+                .backoff
+                .delay(job.attempt);
+            let run_at = crate::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed; will retry");
+            metrics::counter!("jobs_retried_total", labels).increment(1);
+            store::retry(&shared.db, job, owner, &error, run_at).await
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "job failed for good");
+            metrics::counter!("jobs_failed_total", labels).increment(1);
+            let compensation = shared.registry.compensation(&job.kind, &job.payload);
+            store::fail(&shared.db, job, owner, &error.to_string(), compensation).await
+        }
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("the job's lease was lost before it finished; its outcome is discarded")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not record the job's outcome; its lease will expire and it will run again")
+        }
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let every = shared.settings.lease / 3;
+    loop {
+        tokio::select! {
+            // Keeps beating while handlers drain, until the pool is dropped.
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = store::heartbeat(&shared.db, shared.owner, shared.settings.lease).await {
+            tracing::warn!(error = %e, "lease heartbeat failed");
+        }
+    }
+}
+
+/// Re-queues (or fails, when out of attempts) jobs whose worker stopped
+/// renewing its lease.
+async fn rescue_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let every = (shared.settings.lease / 2).max(Duration::from_millis(200));
+    loop {
+        if let Err(e) = rescue_expired(&shared).await {
+            tracing::warn!(error = %e, "rescuing expired jobs failed");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+async fn rescue_expired(shared: &Shared) -> Result<(), DbErr> {
+    for job in store::expired_leases(shared.db.conn(), 100).await? {
+        let Some(owner) = job.lease_owner else {
+            continue;
+        };
+        let error = "lease expired: the worker stopped responding";
+        let rescued = if job.attempt < job.max_attempts {
+            store::retry(&shared.db, &job, owner, error, crate::db::now()).await?
+        } else {
+            let compensation = shared.registry.compensation(&job.kind, &job.payload);
+            store::fail(&shared.db, &job, owner, error, compensation).await?
+        };
+        if rescued {
+            tracing::warn!(job.id = %job.id, job.kind = %job.kind, "rescued a job from a lost worker");
+            metrics::counter!("jobs_rescued_total", "kind" => job.kind.clone()).increment(1);
+        }
+    }
+    Ok(())
+}
+
+/// Turns PostgreSQL notifications from any process's commits into wake-ups.
+async fn listen_loop(db: Database, stop: CancellationToken) {
+    use sea_orm::sqlx::postgres::PgListener;
+    loop {
+        let pool = db.conn().get_postgres_connection_pool().clone();
+        let listener = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(super::NOTIFY_CHANNEL).await?;
+            // Anything committed while we were not listening is picked up now.
+            db.commit_signal().notify_waiters();
+            loop {
+                listener.recv().await?;
+                db.commit_signal().notify_waiters();
+            }
+            #[expect(unreachable_code, reason = "gives the async block its error type")]
+            Ok::<(), sea_orm::sqlx::Error>(())
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            result = listener => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "job notification listener lost; reconnecting");
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! The durable job queue: transactional enqueue, exactly-once completion
+//! across workers and processes, crash recovery, retries, compensation,
+//! uniqueness, scheduling and draining.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use dispatch::{
+    db::Database,
+    jobs::{
+        self, Backoff, Enqueued, Job, JobContext, JobError, JobOptions, NewJob, Queue,
+        diagnostics::{self, Probe},
+        model::job::{self as job_row, Entity as Jobs, JobState},
+        registry::Registry,
+        scheduler::{self, Periodic},
+        worker::{WorkerPool, WorkerSettings},
+    },
+};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, eventually, spawn_app_with};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Fails every attempt (retryably) with a short backoff.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AlwaysFails {}
+
+#[async_trait]
+impl Job for AlwaysFails {
+    const KIND: &'static str = "test.always_fails";
+    const QUEUE: Queue = Queue::Orders;
+
+    fn options() -> JobOptions {
+        JobOptions {
+            max_attempts: 3,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+            ..JobOptions::default()
+        }
+    }
+
+    async fn run(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        Err(JobError::retryable("still broken"))
+    }
+
+    fn compensation(&self) -> Option<NewJob> {
+        Some(NewJob::of(&Probe::default()))
+    }
+}
+
+/// Fails permanently on its first attempt.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RefusedForGood {}
+
+#[async_trait]
+impl Job for RefusedForGood {
+    const KIND: &'static str = "test.refused_for_good";
+    const QUEUE: Queue = Queue::Orders;
+
+    async fn run(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        Err(JobError::permanent("card declined"))
+    }
+}
+
+fn registry() -> Registry {
+    Registry::standard()
+        .with::<AlwaysFails>()
+        .with::<RefusedForGood>()
+}
+
+fn settings(app: &TestApp, concurrency: usize) -> WorkerSettings {
+    let mut settings = WorkerSettings::from_config(&app.state.config);
+    for queue in Queue::ALL {
+        settings.concurrency.insert(queue, concurrency);
+    }
+    settings
+}
+
+fn start_pool(app: &TestApp, concurrency: usize) -> WorkerPool {
+    WorkerPool::start(
+        app.state.db.clone(),
+        Arc::clone(&app.state.cache),
+        Arc::new(app.state.config.clone()),
+        registry(),
+        settings(app, concurrency),
+    )
+}
+
+async fn enqueue_one(db: &Database, job: NewJob) -> Uuid {
+    let txn = db.begin_write().await.unwrap();
+    let Enqueued::Inserted(id) = jobs::enqueue(&txn, job).await.unwrap() else {
+        panic!("expected a new job");
+    };
+    txn.commit().await.unwrap();
+    id
+}
+
+async fn enqueue_probes(db: &Database, count: usize, hold_ms: u64) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(250) {
+        let txn = db.begin_write().await.unwrap();
+        for _ in chunk {
+            match jobs::enqueue(&txn, NewJob::of(&Probe { hold_ms }))
+                .await
+                .unwrap()
+            {
+                Enqueued::Inserted(id) => ids.push(id),
+                Enqueued::Duplicate => panic!("probes have no unique key"),
+            }
+        }
+        txn.commit().await.unwrap();
+    }
+    ids
+}
+
+async fn job(db: &Database, id: Uuid) -> job_row::Model {
+    Jobs::find_by_id(id)
+        .one(db.conn())
+        .await
+        .unwrap()
+        .expect("job row")
+}
+
+async fn count_in_state(db: &Database, state: JobState) -> u64 {
+    Jobs::find()
+        .filter(job_row::Column::State.eq(state))
+        .count(db.conn())
+        .await
+        .unwrap()
+}
+
+async fn wait_for_state(db: &Database, id: Uuid, state: JobState) -> job_row::Model {
+    eventually(&format!("job {id} to be {state:?}"), WAIT, || async {
+        job(db, id).await.state == state
+    })
+    .await;
+    job(db, id).await
+}
+
+fn fast_jobs() -> [(&'static str, &'static str); 2] {
+    [("JOB_LEASE", "1s"), ("JOB_POLL_INTERVAL", "200ms")]
+}
+
+#[tokio::test]
+async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let txn = app.state.db.begin_write().await.unwrap();
+    jobs::enqueue(&txn, NewJob::of(&Probe::default()))
+        .await
+        .unwrap();
+    drop(txn); // rolls back
+    let committed = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
+
+    let pool = start_pool(&app, 2);
+    wait_for_state(&app.state.db, committed, JobState::Succeeded).await;
+    pool.shutdown().await;
+
+    assert_eq!(
+        Jobs::find().count(app.state.db.conn()).await.unwrap(),
+        1,
+        "the rolled-back job left no row"
+    );
+    let runs = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(runs, HashMap::from([(committed, 1)]));
+}
+
+#[tokio::test]
+async fn two_thousand_jobs_over_four_workers_each_run_exactly_once() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let ids = enqueue_probes(&app.state.db, 2000, 0).await;
+    let pools: Vec<WorkerPool> = (0..4).map(|_| start_pool(&app, 2)).collect();
+    eventually("all 2000 jobs to succeed", WAIT * 3, || async {
+        count_in_state(&app.state.db, JobState::Succeeded).await == 2000
+    })
+    .await;
+    for pool in pools {
+        pool.shutdown().await;
+    }
+    let runs = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 2000);
+    assert!(
+        ids.iter().all(|id| runs.get(id) == Some(&1)),
+        "a job ran twice or not at all"
+    );
+    let workers: std::collections::HashSet<Uuid> = diagnostics::probe_run::Entity::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.worker)
+        .collect();
+    assert!(workers.len() > 1, "the work was shared between workers");
+}
+
+/// Starts `dispatch serve --role worker` against the test's database.
+fn spawn_worker_process(app: &TestApp) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_dispatch"));
+    command.args(["serve", "--role", "worker"]);
+    command.env_clear();
+    for (name, value) in &app.settings {
+        command.env(name, value);
+    }
+    command
+        .env("LOG_LEVEL", "warn")
+        .env("JOB_LEASE", "1s")
+        .env("JOB_POLL_INTERVAL", "200ms")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null());
+    command.spawn().expect("start a worker process")
+}
+
+#[tokio::test]
+async fn two_thousand_jobs_across_two_worker_processes_each_run_exactly_once() {
+    if !crate::helpers::on_postgres() {
+        // Several processes sharing one queue is the PostgreSQL topology; the
+        // embedded SQLite mode runs one process by design.
+        return;
+    }
+    let app = spawn_app_with(&fast_jobs()).await;
+    let ids = enqueue_probes(&app.state.db, 2000, 0).await;
+    let mut children = [spawn_worker_process(&app), spawn_worker_process(&app)];
+    eventually("all 2000 jobs to succeed", WAIT * 3, || async {
+        count_in_state(&app.state.db, JobState::Succeeded).await == 2000
+    })
+    .await;
+    for child in &mut children {
+        child.kill().await.unwrap();
+    }
+    let runs = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert!(
+        ids.iter().all(|id| runs.get(id) == Some(&1)),
+        "a job ran twice or not at all"
+    );
+    let workers: std::collections::HashSet<Uuid> = diagnostics::probe_run::Entity::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.worker)
+        .collect();
+    assert_eq!(workers.len(), 2, "both processes took part");
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_and_completes_once()
+{
+    let app = spawn_app_with(&fast_jobs()).await;
+    let id = enqueue_one(&app.state.db, NewJob::of(&Probe { hold_ms: 1_500 })).await;
+
+    // The doomed worker runs on a runtime of its own, with its own pool, so
+    // that shutting the runtime down kills it mid-job with no clean-up, as a
+    // crash would.
+    let config = app.state.config.clone();
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = settings(&app, 1);
+    let cache = Arc::clone(&app.state.cache);
+    let first_owner = doomed
+        .spawn(async move {
+            let db = Database::connect(&config).await.unwrap();
+            let pool = WorkerPool::start(db, cache, Arc::new(config), registry(), settings);
+            let owner = pool.owner();
+            std::mem::forget(pool); // never drained: the runtime dies under it
+            owner
+        })
+        .await
+        .unwrap();
+    let running = wait_for_state(&app.state.db, id, JobState::Running).await;
+    assert_eq!(running.lease_owner, Some(first_owner));
+    doomed.shutdown_background();
+
+    let rescuer = start_pool(&app, 1);
+    let done = wait_for_state(&app.state.db, id, JobState::Succeeded).await;
+    rescuer.shutdown().await;
+
+    assert_eq!(
+        done.attempt, 2,
+        "the aborted attempt counted, the second finished"
+    );
+    let runs = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(runs.get(&id), Some(&1), "completed exactly once");
+    assert!(
+        done.errors.to_string().contains("lease expired"),
+        "{}",
+        done.errors
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_process_is_killed_runs_again_and_completes_once() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let id = enqueue_one(&app.state.db, NewJob::of(&Probe { hold_ms: 3_000 })).await;
+    let mut victim = spawn_worker_process(&app);
+    wait_for_state(&app.state.db, id, JobState::Running).await;
+    victim.kill().await.unwrap(); // SIGKILL: no drain, no clean-up
+    victim.wait().await.unwrap();
+
+    let mut survivor = spawn_worker_process(&app);
+    let done = wait_for_state(&app.state.db, id, JobState::Succeeded).await;
+    survivor.kill().await.unwrap();
+
+    assert_eq!(done.attempt, 2);
+    let runs = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(runs.get(&id), Some(&1), "completed exactly once");
+}
+
+#[tokio::test]
+async fn failures_follow_the_backoff_schedule_up_to_max_attempts_then_compensate_once() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let id = enqueue_one(&app.state.db, NewJob::of(&AlwaysFails::default())).await;
+    let pool = start_pool(&app, 2);
+    let failed = wait_for_state(&app.state.db, id, JobState::Failed).await;
+
+    assert_eq!(failed.attempt, 3, "max attempts respected");
+    let history = failed.errors.as_array().unwrap();
+    assert_eq!(history.len(), 3, "one error per attempt: {history:?}");
+    let times: Vec<chrono::DateTime<chrono::Utc>> = history
+        .iter()
+        .map(|e| e["at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    // Attempt 2 waited at least 200 ms after attempt 1 failed, attempt 3 at least 400 ms.
+    assert!(
+        times[1] - times[0] >= chrono::Duration::milliseconds(200),
+        "{times:?}"
+    );
+    assert!(
+        times[2] - times[1] >= chrono::Duration::milliseconds(400),
+        "{times:?}"
+    );
+
+    // The compensation (a probe) was enqueued with the failure and runs once.
+    let compensation_key = format!("compensation:{id}");
+    eventually("the compensation to run", WAIT, || async {
+        Jobs::find()
+            .filter(job_row::Column::UniqueKey.eq(compensation_key.as_str()))
+            .filter(job_row::Column::State.eq(JobState::Succeeded))
+            .count(app.state.db.conn())
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    pool.shutdown().await;
+    let probes = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(
+        probes.values().sum::<usize>(),
+        1,
+        "exactly one compensation ran"
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_skips_the_remaining_retries() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let id = enqueue_one(&app.state.db, NewJob::of(&RefusedForGood::default())).await;
+    let pool = start_pool(&app, 1);
+    let failed = wait_for_state(&app.state.db, id, JobState::Failed).await;
+    pool.shutdown().await;
+    assert_eq!(failed.attempt, 1);
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("permanent: card declined")
+    );
+}
+
+#[tokio::test]
+async fn a_uniqueness_key_dedupes_enqueues() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let txn = app.state.db.begin_write().await.unwrap();
+    let first = jobs::enqueue(
+        &txn,
+        NewJob::of(&Probe::default()).unique("order:42:process"),
+    )
+    .await
+    .unwrap();
+    let second = jobs::enqueue(
+        &txn,
+        NewJob::of(&Probe::default()).unique("order:42:process"),
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    let txn = app.state.db.begin_write().await.unwrap();
+    let third = jobs::enqueue(
+        &txn,
+        NewJob::of(&Probe::default()).unique("order:42:process"),
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    assert!(matches!(first, Enqueued::Inserted(_)));
+    assert_eq!((second, third), (Enqueued::Duplicate, Enqueued::Duplicate));
+    assert_eq!(Jobs::find().count(app.state.db.conn()).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn two_schedulers_never_double_fire_a_tick() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let periodic = Periodic {
+        name: "test.tick",
+        every: Duration::from_secs(3600),
+        make: || NewJob::of(&Probe::default()),
+    };
+    let tick = scheduler::tick_of(dispatch::db::now(), periodic.every);
+    let firings = (0..8).map(|_| {
+        let db = app.state.db.clone();
+        let periodic = periodic.clone();
+        tokio::spawn(async move { scheduler::fire(&db, &periodic, tick).await.unwrap() })
+    });
+    let outcomes: Vec<Enqueued> = futures::future::join_all(firings)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let inserted = outcomes
+        .iter()
+        .filter(|o| matches!(o, Enqueued::Inserted(_)))
+        .count();
+    assert_eq!(inserted, 1, "{outcomes:?}");
+    assert_eq!(Jobs::find().count(app.state.db.conn()).await.unwrap(), 1);
+
+    // And two running scheduler loops over several ticks write one job per tick.
+    let fast = Periodic {
+        name: "test.fast_tick",
+        every: Duration::from_millis(100),
+        make: || NewJob::of(&Probe::default()),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(scheduler::run(
+                app.state.db.clone(),
+                vec![fast.clone()],
+                stop.clone(),
+            ))
+        })
+        .collect();
+    eventually("a few ticks to fire", WAIT, || async {
+        Jobs::find().count(app.state.db.conn()).await.unwrap() >= 6
+    })
+    .await;
+    stop.cancel();
+    for handle in loops {
+        handle.await.unwrap();
+    }
+    let keys: Vec<Option<String>> = Jobs::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.unique_key)
+        .collect();
+    let distinct: std::collections::HashSet<&Option<String>> = keys.iter().collect();
+    assert_eq!(distinct.len(), keys.len(), "no tick was enqueued twice");
+}
+
+#[tokio::test]
+async fn shutdown_drains_running_jobs_and_loses_none() {
+    let app = spawn_app_with(&[
+        ("JOB_LEASE", "1s"),
+        ("JOB_POLL_INTERVAL", "200ms"),
+        ("JOB_SHUTDOWN_GRACE", "10s"),
+    ])
+    .await;
+    let ids = enqueue_probes(&app.state.db, 20, 300).await;
+    let pool = start_pool(&app, 4);
+    eventually("some jobs to start", WAIT, || async {
+        count_in_state(&app.state.db, JobState::Running).await > 0
+    })
+    .await;
+    pool.shutdown().await;
+
+    // Nothing is left running: drained jobs succeeded, the rest wait.
+    assert_eq!(count_in_state(&app.state.db, JobState::Running).await, 0);
+    let succeeded = count_in_state(&app.state.db, JobState::Succeeded).await;
+    assert!(succeeded > 0 && succeeded < 20, "drained {succeeded} of 20");
+
+    let next = start_pool(&app, 4);
+    eventually("every job to succeed", WAIT, || async {
+        count_in_state(&app.state.db, JobState::Succeeded).await == 20
+    })
+    .await;
+    next.shutdown().await;
+    let runs = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert!(
+        ids.iter().all(|id| runs.get(id) == Some(&1)),
+        "each job ran exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_job_carries_the_correlation_id_of_the_request_that_caused_it() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let id = dispatch::telemetry::CORRELATION_ID
+        .scope(
+            Arc::from("req-abc-123"),
+            enqueue_one(&app.state.db, NewJob::of(&Probe::default())),
+        )
+        .await;
+    assert_eq!(
+        job(&app.state.db, id).await.correlation_id.as_deref(),
+        Some("req-abc-123")
+    );
+}
+
+/// Fails for good until its switch is flipped, then succeeds: the shape of a
+/// job an operator retries after fixing its cause.
+#[derive(Debug, Serialize, Deserialize)]
+struct BrokenUntilFixed {
+    switch: Uuid,
+}
+
+static FIXED: std::sync::LazyLock<std::sync::RwLock<std::collections::HashSet<Uuid>>> =
+    std::sync::LazyLock::new(Default::default);
+
+#[async_trait]
+impl Job for BrokenUntilFixed {
+    const KIND: &'static str = "test.broken_until_fixed";
+    const QUEUE: Queue = Queue::Orders;
+
+    async fn run(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        if FIXED.read().unwrap().contains(&self.switch) {
+            Ok(())
+        } else {
+            Err(JobError::permanent(
+                "the downstream service is misconfigured",
+            ))
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_admin_retries_a_failed_job_through_the_api_and_it_succeeds() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let switch = Uuid::new_v4();
+    let id = enqueue_one(&app.state.db, NewJob::of(&BrokenUntilFixed { switch })).await;
+    let pool = WorkerPool::start(
+        app.state.db.clone(),
+        Arc::clone(&app.state.cache),
+        Arc::new(app.state.config.clone()),
+        registry().with::<BrokenUntilFixed>(),
+        settings(&app, 2),
+    );
+    wait_for_state(&app.state.db, id, JobState::Failed).await;
+
+    let admin = app
+        .create_user_with_role(dispatch::users::role::Role::Admin)
+        .await;
+    let shopper = app.register_user().await;
+    let listed: serde_json::Value = app
+        .get("/api/v1/admin/jobs?state=failed&queue=orders")
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], id.to_string());
+    assert_eq!(listed["items"][0]["errors"].as_array().unwrap().len(), 1);
+    let refused = app
+        .post(&format!("/api/v1/admin/jobs/{id}/retry"))
+        .bearer_auth(&shopper.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    FIXED.write().unwrap().insert(switch);
+    let retried = app
+        .post(&format!("/api/v1/admin/jobs/{id}/retry"))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    let done = wait_for_state(&app.state.db, id, JobState::Succeeded).await;
+    assert_eq!(done.attempt, 1, "attempts start afresh");
+    assert_eq!(
+        done.errors.as_array().unwrap().len(),
+        1,
+        "the history is kept"
+    );
+
+    let again = app
+        .post(&format!("/api/v1/admin/jobs/{id}/retry"))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409, "a succeeded job cannot be retried");
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_paused_queue_is_not_claimed_until_resumed_and_discarded_jobs_never_run() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let admin = app
+        .create_user_with_role(dispatch::users::role::Role::Superadmin)
+        .await;
+    let pause = app
+        .post("/api/v1/admin/jobs/queues/maintenance/pause")
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pause.status(), 204);
+    let kept = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
+    let dropped = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
+    let owner = Uuid::new_v4();
+    let claimed = jobs::store::claim(
+        &app.state.db,
+        Queue::Maintenance,
+        10,
+        owner,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(claimed.is_empty(), "a paused queue gives nothing");
+
+    let discard = app
+        .post(&format!("/api/v1/admin/jobs/{dropped}/discard"))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discard.status(), 200);
+    let stats: serde_json::Value = app
+        .get("/api/v1/admin/jobs/queues")
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let maintenance = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "maintenance")
+        .unwrap();
+    assert_eq!(maintenance["paused"], true);
+    assert_eq!(maintenance["counts"]["available"], 1);
+    assert_eq!(maintenance["counts"]["discarded"], 1);
+
+    let resume = app
+        .post("/api/v1/admin/jobs/queues/maintenance/resume")
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resume.status(), 204);
+    let pool = start_pool(&app, 2);
+    wait_for_state(&app.state.db, kept, JobState::Succeeded).await;
+    pool.shutdown().await;
+    assert_eq!(job(&app.state.db, dropped).await.state, JobState::Discarded);
+    let runs = diagnostics::runs_per_job(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(runs, HashMap::from([(kept, 1)]));
+}
