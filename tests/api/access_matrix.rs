@@ -106,6 +106,34 @@ const ROUTES: &[(&str, &str, Access, u16)] = &[
     ("GET", "/api/v1/admin/items/{id}", Access::Admin, 200),
     ("PATCH", "/api/v1/admin/items/{id}", Access::Admin, 200),
     ("DELETE", "/api/v1/admin/items/{id}", Access::Admin, 204),
+    ("GET", "/api/v1/admin/jobs/queues", Access::Admin, 200),
+    (
+        "POST",
+        "/api/v1/admin/jobs/queues/{queue}/pause",
+        Access::Admin,
+        204,
+    ),
+    (
+        "POST",
+        "/api/v1/admin/jobs/queues/{queue}/resume",
+        Access::Admin,
+        204,
+    ),
+    ("GET", "/api/v1/admin/jobs", Access::Admin, 200),
+    ("GET", "/api/v1/admin/jobs/{id}", Access::Admin, 200),
+    ("POST", "/api/v1/admin/jobs/{id}/retry", Access::Admin, 200),
+    (
+        "POST",
+        "/api/v1/admin/jobs/{id}/discard",
+        Access::Admin,
+        200,
+    ),
+    (
+        "POST",
+        "/api/v1/admin/jobs/retry-failed",
+        Access::Admin,
+        200,
+    ),
 ];
 
 /// Served beside the API but not part of its document.
@@ -225,6 +253,22 @@ impl Matrix {
                 let doomed = app.create_item(&self.setup_admin, "Doomed", 1, 1).await;
                 app.delete(&format!("/api/v1/admin/items/{}", doomed["id"].as_str().unwrap()))
             }
+            ("GET", "/api/v1/admin/jobs/queues" | "/api/v1/admin/jobs") => app.get(path),
+            ("POST", "/api/v1/admin/jobs/queues/{queue}/pause") => app.post("/api/v1/admin/jobs/queues/maintenance/pause"),
+            ("POST", "/api/v1/admin/jobs/queues/{queue}/resume") => app.post("/api/v1/admin/jobs/queues/maintenance/resume"),
+            ("GET", "/api/v1/admin/jobs/{id}") => {
+                let id = self.fresh_job(false).await;
+                app.get(&format!("/api/v1/admin/jobs/{id}"))
+            }
+            ("POST", "/api/v1/admin/jobs/{id}/retry") => {
+                let id = self.fresh_job(true).await;
+                app.post(&format!("/api/v1/admin/jobs/{id}/retry"))
+            }
+            ("POST", "/api/v1/admin/jobs/{id}/discard") => {
+                let id = self.fresh_job(false).await;
+                app.post(&format!("/api/v1/admin/jobs/{id}/discard"))
+            }
+            ("POST", "/api/v1/admin/jobs/retry-failed") => app.post(path).json(&json!({"kind": "diagnostics.probe"})),
             other => panic!("no request for {other:?}: add one"),
         };
         let request = match token {
@@ -232,6 +276,30 @@ impl Matrix {
             None => request,
         };
         request.send().await.unwrap()
+    }
+
+    /// A waiting probe job (no workers run here), or a failed one.
+    async fn fresh_job(&self, failed: bool) -> Uuid {
+        use dispatch::jobs::{self, Enqueued, NewJob, diagnostics::Probe, model::job};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        let db = &self.app.state.db;
+        let txn = db.begin_write().await.unwrap();
+        let Enqueued::Inserted(id) = jobs::enqueue(&txn, NewJob::of(&Probe::default()))
+            .await
+            .unwrap()
+        else {
+            panic!("a probe has no unique key");
+        };
+        if failed {
+            job::Entity::update_many()
+                .col_expr(job::Column::State, Expr::value(job::JobState::Failed))
+                .filter(job::Column::Id.eq(id))
+                .exec(&*txn)
+                .await
+                .unwrap();
+        }
+        txn.commit().await.unwrap();
+        id
     }
 
     /// `user` reads their own profile; everyone else reads `user`'s.

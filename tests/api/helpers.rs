@@ -48,8 +48,6 @@ fn init_process() {
 /// A running Dispatch for one test.
 pub struct TestApp {
     pub address: String,
-    /// The test's own database, for child processes.
-    pub database_url: String,
     /// The configuration the app was started with (`NAME`, value).
     pub settings: Vec<(String, String)>,
     pub client: Client,
@@ -136,11 +134,6 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
-    let database_url = pairs
-        .iter()
-        .find(|(k, _)| *k == "DATABASE_URL")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
     let config = Config::from_pairs(pairs).expect("test configuration");
     let state = startup::build_state(config)
         .await
@@ -158,7 +151,6 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .expect("HTTP client");
     TestApp {
         address,
-        database_url,
         settings,
         client,
         state,
