@@ -9,6 +9,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub name: String,
+    /// `name` folded for case-insensitive search (see `db::fold_for_search`).
+    pub name_search: String,
     pub description: String,
     /// Minor units of `currency`.
     pub price: i64,

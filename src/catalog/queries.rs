@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::item::{self, Entity as Items};
 use crate::{
-    db::contains_case_insensitive,
+    db::contains_folded,
     http::pagination::{Cursor, Page, PageRequest},
 };
 
@@ -61,7 +61,7 @@ where
         select = select.filter(item::Column::DeletedAt.is_null());
     }
     if let Some(name) = &filter.name {
-        select = select.filter(contains_case_insensitive(item::Column::Name, name));
+        select = select.filter(contains_folded(item::Column::NameSearch, name));
     }
     match filter.in_stock {
         Some(true) => select = select.filter(item::Column::Stock.gt(0)),
@@ -95,6 +95,7 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewItem) -> Result<item::
     let now = crate::db::now();
     item::ActiveModel {
         id: Set(crate::db::new_id()),
+        name_search: Set(crate::db::fold_for_search(&new.name)),
         name: Set(new.name),
         description: Set(new.description),
         price: Set(new.price),
@@ -126,6 +127,7 @@ pub async fn update<C: ConnectionTrait>(
 ) -> Result<item::Model, DbErr> {
     let mut model: item::ActiveModel = item.into();
     if let Some(name) = changes.name {
+        model.name_search = Set(crate::db::fold_for_search(&name));
         model.name = Set(name);
     }
     if let Some(description) = changes.description {

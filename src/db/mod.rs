@@ -31,7 +31,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
-    sea_query::{Expr, ExprTrait, Func, IntoColumnRef, LikeExpr, SimpleExpr},
+    sea_query::{Expr, ExprTrait, IntoColumnRef, LikeExpr, SimpleExpr},
 };
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -238,15 +238,20 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     }
 }
 
-/// `LOWER(column) LIKE %text%`, with `%` and `_` in the text taken literally.
-pub fn contains_case_insensitive(column: impl IntoColumnRef, text: &str) -> SimpleExpr {
-    let escaped = text
-        .to_lowercase()
+/// The form of a text that searches compare: Unicode lower case, folded in
+/// Rust because SQLite's `lower()` only folds ASCII.
+pub fn fold_for_search(text: &str) -> String {
+    text.trim().to_lowercase()
+}
+
+/// `column LIKE %text%` on a column holding [`fold_for_search`]ed text,
+/// with `%`, `_` and `\` in the search taken literally.
+pub fn contains_folded(column: impl IntoColumnRef, text: &str) -> SimpleExpr {
+    let escaped = fold_for_search(text)
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");
-    Expr::expr(Func::lower(Expr::col(column)))
-        .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+    Expr::col(column).like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
 }
 
 /// Whether a database error is the violation of a unique constraint.

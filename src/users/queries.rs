@@ -16,7 +16,7 @@ use super::{
     views::{AddressInput, UserView},
 };
 use crate::{
-    db::contains_case_insensitive,
+    db::contains_folded,
     http::pagination::{Cursor, Page, PageRequest},
 };
 
@@ -73,6 +73,7 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewUser) -> Result<user::
     let now = crate::db::now();
     let model = user::ActiveModel {
         id: Set(crate::db::new_id()),
+        name_search: Set(crate::db::fold_for_search(&new.name)),
         name: Set(new.name),
         email: Set(new.email.into_string()),
         password_hash: Set(new.password_hash),
@@ -145,6 +146,7 @@ pub async fn update<C: ConnectionTrait>(
 ) -> Result<user::Model, UserError> {
     let mut model: user::ActiveModel = user.into();
     if let Some(name) = changes.name {
+        model.name_search = Set(crate::db::fold_for_search(&name));
         model.name = Set(name);
     }
     if let Some(email) = changes.email {
@@ -191,10 +193,10 @@ pub async fn list<C: ConnectionTrait>(
 ) -> Result<Page<UserView>, DbErr> {
     let mut select = Users::find().filter(user::Column::DeletedAt.is_null());
     if let Some(name) = &filter.name {
-        select = select.filter(contains_case_insensitive(user::Column::Name, name));
+        select = select.filter(contains_folded(user::Column::NameSearch, name));
     }
     if let Some(email) = &filter.email {
-        select = select.filter(contains_case_insensitive(user::Column::Email, email));
+        select = select.filter(contains_folded(user::Column::Email, email));
     }
     if let Some(role) = filter.role {
         select = select.filter(user::Column::Role.eq(role));

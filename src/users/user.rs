@@ -10,6 +10,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub name: String,
+    /// `name` folded for case-insensitive search (see `db::fold_for_search`).
+    pub name_search: String,
     /// Normalised (trimmed, lower-case); unique among live users.
     pub email: String,
     pub password_hash: String,

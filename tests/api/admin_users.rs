@@ -764,3 +764,37 @@ async fn an_admin_changing_an_email_to_a_taken_one_is_409() {
     assert_eq!(view["email"], moved.to_lowercase());
     assert_eq!(app.login(&moved, PASSWORD).await.status(), 200);
 }
+
+#[tokio::test]
+async fn the_user_name_filter_folds_accented_capitals() {
+    let app = spawn_app().await;
+    let admin = app.create_user_with_role(Role::Admin).await;
+    let created = app
+        .post("/api/v1/admin/users")
+        .bearer_auth(&admin.access_token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&serde_json::json!({"name": "Ângela Érica", "email": "angela@example.com", "password": "long enough pw", "role": "user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    for search in ["Ângela", "ângela", "ÉRICA"] {
+        let page: serde_json::Value = app
+            .get(&format!(
+                "/api/v1/admin/users?name={}",
+                form_urlencoded::byte_serialize(search.as_bytes()).collect::<String>()
+            ))
+            .bearer_auth(&admin.access_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            page["items"].as_array().unwrap().len(),
+            1,
+            "search {search:?}: {page}"
+        );
+    }
+}

@@ -161,6 +161,21 @@ async fn the_name_filter_is_a_case_insensitive_substring_search() {
 }
 
 #[tokio::test]
+async fn the_name_filter_folds_accented_capitals_on_every_backend() {
+    let app = spawn_app().await;
+    let admin = app.create_user_with_role(Role::Admin).await;
+    for name in ["Água de coco", "ÉCLAIR DE CAFÉ", "Pão de queijo"] {
+        app.create_item(&admin, name, 100, 1).await;
+    }
+    let page = public_list(&app, &[("name", "água")]).await;
+    assert_eq!(names(&page), ["Água de coco"]);
+    let page = public_list(&app, &[("name", "Éclair de café")]).await;
+    assert_eq!(names(&page), ["ÉCLAIR DE CAFÉ"]);
+    let page = public_list(&app, &[("name", "PÃO")]).await;
+    assert_eq!(names(&page), ["Pão de queijo"]);
+}
+
+#[tokio::test]
 async fn percent_and_underscore_in_the_name_filter_are_taken_literally() {
     let app = spawn_app().await;
     let admin = app.create_user_with_role(Role::Admin).await;

@@ -56,6 +56,7 @@ async fn insert_items_at(
             // Random (v4) ids, so the tie-break order is unrelated to insertion order.
             id: Set(Uuid::new_v4()),
             name: Set(format!("{label} {n}")),
+            name_search: Set(dispatch::db::fold_for_search(&format!("{label} {n}"))),
             description: Set(String::new()),
             price: Set(100),
             currency: Set("usd".into()),

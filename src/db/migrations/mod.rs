@@ -9,6 +9,7 @@
 
 mod m20261125_000001_identity_and_catalog;
 mod m20261125_000002_jobs;
+mod m20261125_000003_search_names;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_identity_and_catalog::Migration),
             Box::new(m20261125_000002_jobs::Migration),
+            Box::new(m20261125_000003_search_names::Migration),
         ]
     }
 }
