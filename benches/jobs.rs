@@ -10,10 +10,7 @@
 //! `BENCH_CONCURRENCY` (default 32) tune the run. Results are printed as a
 //! Markdown table for `docs/benchmarks.md`.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use dispatch::{
     config::Config,
@@ -22,7 +19,7 @@ use dispatch::{
         self, NewJob, Queue,
         diagnostics::Noop,
         model::job::{self, Entity as Jobs, JobState},
-        registry::Registry,
+        registry::{JobServices, Registry},
         worker::{WorkerPool, WorkerSettings},
     },
 };
@@ -37,26 +34,51 @@ async fn main() -> anyhow::Result<()> {
     let jobs_total: usize = env_or("BENCH_JOBS", 20_000);
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 32);
     let data_dir = tempfile::tempdir()?;
-    let server = std::env::var("BENCH_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"));
+    let server = std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"));
     let (url, bench_db) = match &server {
         Some(server) => {
             let name = format!("dispatch_bench_{}", uuid::Uuid::new_v4().simple());
             let mut admin = PgConnection::connect(server).await?;
-            admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
-            (format!("{}/{name}", server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base)), Some(name))
+            admin
+                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await?;
+            (
+                format!(
+                    "{}/{name}",
+                    server
+                        .rsplit_once('/')
+                        .map_or(server.as_str(), |(base, _)| base)
+                ),
+                Some(name),
+            )
         }
-        None => (format!("sqlite://{}/bench.db", data_dir.path().display()), None),
+        None => (
+            format!("sqlite://{}/bench.db", data_dir.path().display()),
+            None,
+        ),
     };
     let config = Config::from_pairs([
         ("DATABASE_URL", url.clone()),
         ("DATA_DIR", data_dir.path().display().to_string()),
-        ("JWT_ACCESS_SECRET", "bench-access-secret-0123456789abcdef".into()),
-        ("JWT_REFRESH_SECRET", "bench-refresh-secret-0123456789abcdef".into()),
+        (
+            "JWT_ACCESS_SECRET",
+            "bench-access-secret-0123456789abcdef".into(),
+        ),
+        (
+            "JWT_REFRESH_SECRET",
+            "bench-refresh-secret-0123456789abcdef".into(),
+        ),
         ("ADMIN_PASSWORD", "bench".into()),
         ("DB_MAX_CONNECTIONS", "40".into()),
         ("JOB_POLL_INTERVAL", "1s".into()),
     ])?;
-    let backend = if server.is_some() { "PostgreSQL 15" } else { "SQLite (WAL)" };
+    let backend = if server.is_some() {
+        "PostgreSQL 15"
+    } else {
+        "SQLite (WAL)"
+    };
     let state = dispatch::startup::build_state(config.clone()).await?;
     let db = state.db.clone();
 
@@ -68,7 +90,9 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for _ in 0..producers {
         let db = db.clone();
-        tasks.push(tokio::spawn(async move { enqueue_batches(&db, per_producer, 100).await }));
+        tasks.push(tokio::spawn(async move {
+            enqueue_batches(&db, per_producer, 100).await
+        }));
     }
     for task in tasks {
         task.await??;
@@ -114,7 +138,10 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|");
     println!("| enqueue rate (4 producers, 100 per transaction) | {enqueue_rate:.0} jobs/s |");
     println!("| throughput, enqueue + run, end to end | {throughput:.0} jobs/s |");
-    println!("| commit-to-start p50 / p99, idle | {:.1} ms / {:.1} ms |", idle.0, idle.1);
+    println!(
+        "| commit-to-start p50 / p99, idle | {:.1} ms / {:.1} ms |",
+        idle.0, idle.1
+    );
     println!(
         "| commit-to-start p50 / p99, steady load of {:.0} jobs/s | {:.1} ms / {:.1} ms |",
         per_tick as f64 * 100.0,
@@ -130,31 +157,45 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(server), Some(name)) = (server, bench_db) {
         let mut admin = PgConnection::connect(&server).await?;
         admin
-            .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
             .await?;
     }
     Ok(())
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn start_pool(state: &dispatch::state::AppState, concurrency: usize) -> WorkerPool {
     let mut settings = WorkerSettings::from_config(&state.config);
     for queue in Queue::ALL {
-        settings.concurrency.insert(queue, if queue == Queue::Maintenance { concurrency } else { 0 });
+        settings.concurrency.insert(
+            queue,
+            if queue == Queue::Maintenance {
+                concurrency
+            } else {
+                0
+            },
+        );
     }
     WorkerPool::start(
-        state.db.clone(),
-        Arc::clone(&state.cache),
-        Arc::new(state.config.clone()),
+        JobServices::from_state(state),
         Registry::standard(),
         settings,
     )
 }
 
-async fn enqueue_batches(db: &Database, count: usize, per_transaction: usize) -> anyhow::Result<()> {
+async fn enqueue_batches(
+    db: &Database,
+    count: usize,
+    per_transaction: usize,
+) -> anyhow::Result<()> {
     let mut left = count;
     while left > 0 {
         let batch = left.min(per_transaction);
@@ -178,7 +219,10 @@ async fn wait_until_succeeded(db: &Database, expected: u64) -> anyhow::Result<()
         if done >= expected {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {done} of {expected} jobs finished");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {done} of {expected} jobs finished"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -187,13 +231,24 @@ async fn wait_until_succeeded(db: &Database, expected: u64) -> anyhow::Result<()
 /// is taken just before the enqueuing transaction commits, so this is
 /// commit-to-start plus the commit itself.
 async fn latencies(db: &Database) -> anyhow::Result<(f64, f64)> {
-    let rows = Jobs::find().filter(job::Column::State.eq(JobState::Succeeded)).all(db.conn()).await?;
+    let rows = Jobs::find()
+        .filter(job::Column::State.eq(JobState::Succeeded))
+        .all(db.conn())
+        .await?;
     let mut millis: Vec<f64> = rows
         .iter()
-        .filter_map(|j| j.started_at.map(|s| (s - j.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0))
+        .filter_map(|j| {
+            j.started_at
+                .map(|s| (s - j.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
         .collect();
     millis.sort_by(f64::total_cmp);
-    let at = |q: f64| millis.get(((millis.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+    let at = |q: f64| {
+        millis
+            .get(((millis.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     Ok((at(0.5), at(0.99)))
 }
 

@@ -28,6 +28,10 @@ pub mod idempotency;
 pub mod jobs;
 /// Connection to Redis, shared by cache, rate limits and session revocation.
 pub mod kv;
+/// Notifications recorded for users (feed and stream to come).
+pub mod notifications;
+/// Payments: the provider gateway (Stripe or simulated) and its jobs.
+pub mod payments;
 /// Rate limits (Redis or in-process) behind one interface.
 pub mod rate_limit;
 /// Application start-up: state, router, listeners, graceful shutdown.

@@ -23,7 +23,7 @@ use crate::{
     http::{extract::TrustForwardedFor, health, middleware as mw, openapi},
     jobs::{
         maintenance,
-        registry::Registry,
+        registry::{JobServices, Registry},
         scheduler::{self, Periodic},
         worker::{WorkerPool, WorkerSettings},
     },
@@ -85,6 +85,7 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
     );
     let passwords =
         PasswordHasher::new(config.password_hash_memory_kib).context("PASSWORD_HASH_MEMORY_KIB")?;
+    let gateway = crate::payments::gateway_from_config(&config).context("payment gateway")?;
     let sessions = SessionGate::new(Arc::clone(&cache), config.cache_ttl);
     tracing::info!(
         database = if db.is_postgres() { "postgresql" } else { "sqlite" },
@@ -101,6 +102,7 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
         tokens,
         passwords,
         sessions,
+        gateway,
         metrics: telemetry::metrics_handle(),
     }))
 }
@@ -164,15 +166,8 @@ pub struct Workers {
 impl Workers {
     /// Starts a worker pool running `registry`'s kinds and the scheduler of `schedule`.
     pub fn start(state: &AppState, registry: Registry, schedule: Vec<Periodic>) -> Self {
-        let config = Arc::new(state.config.clone());
-        let settings = WorkerSettings::from_config(&config);
-        let pool = WorkerPool::start(
-            state.db.clone(),
-            Arc::clone(&state.cache),
-            config,
-            registry,
-            settings,
-        );
+        let settings = WorkerSettings::from_config(&state.config);
+        let pool = WorkerPool::start(JobServices::from_state(state), registry, settings);
         let stop_scheduler = CancellationToken::new();
         let scheduler = tokio::spawn(scheduler::run(
             state.db.clone(),

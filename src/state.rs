@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     db::Database,
     kv::Kv,
+    payments::gateway::SharedGateway,
     rate_limit::SharedRateLimiter,
 };
 
@@ -27,6 +28,7 @@ pub struct Services {
     pub tokens: TokenKeys,
     pub passwords: PasswordHasher,
     pub sessions: SessionGate,
+    pub gateway: SharedGateway,
     pub metrics: PrometheusHandle,
 }
 

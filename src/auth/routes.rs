@@ -24,6 +24,8 @@ use crate::{
         error::{ApiError, Problem},
         extract::{ClientIp, ValidJson, parse_json},
     },
+    jobs::{self, NewJob},
+    notifications::deliver::Deliver,
     rate_limit::{Limit, check_ip_and_account},
     state::AppState,
     users::{email::Email, language::Language, queries as users},
@@ -119,6 +121,7 @@ async fn login(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(256).collect());
+    let user_agent_for_notification = user_agent.clone();
     let txn = state.db.begin_write().await?;
     sessions::insert(
         &*txn,
@@ -132,6 +135,16 @@ async fn login(
         },
     )
     .await?;
+    let login = Deliver {
+        user_id: user.id,
+        event: "auth.login".to_owned(),
+        data: serde_json::json!({
+            "sessionId": session_id,
+            "ip": ip.map(|ip| ip.to_string()),
+            "userAgent": user_agent_for_notification,
+        }),
+    };
+    jobs::enqueue(&txn, NewJob::of(&login)).await?;
     txn.commit().await?;
     tracing::info!(user.id = %user.id, session.id = %session_id, "signed in");
 

@@ -6,15 +6,35 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{Job, JobError, JobOptions, NewJob};
-use crate::{cache::SharedCache, config::Config, db::Database};
+use crate::{cache::SharedCache, config::Config, db::Database, payments::gateway::SharedGateway};
 
-/// What a job handler may use: the database and shared services, never the
-/// HTTP request state.
+/// The services jobs may use (never the HTTP request state).
+#[derive(Clone)]
+pub struct JobServices {
+    pub db: Database,
+    pub cache: SharedCache,
+    pub config: Arc<Config>,
+    pub gateway: SharedGateway,
+}
+
+impl JobServices {
+    pub fn from_state(state: &crate::state::AppState) -> Self {
+        Self {
+            db: state.db.clone(),
+            cache: Arc::clone(&state.cache),
+            config: Arc::new(state.config.clone()),
+            gateway: Arc::clone(&state.gateway),
+        }
+    }
+}
+
+/// What a running job may use: the services, and who it is.
 #[derive(Clone)]
 pub struct JobContext {
     pub db: Database,
     pub cache: SharedCache,
     pub config: Arc<Config>,
+    pub gateway: SharedGateway,
     /// The job being run.
     pub job_id: Uuid,
     pub attempt: i32,
@@ -64,6 +84,8 @@ impl Registry {
             .with::<super::maintenance::Cleanup>()
             .with::<super::diagnostics::Noop>()
             .with::<super::diagnostics::Probe>()
+            .with::<crate::payments::customer_sync::CustomerSync>()
+            .with::<crate::notifications::deliver::Deliver>()
     }
 
     /// Adds a kind (tests add their own).

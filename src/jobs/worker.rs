@@ -17,10 +17,10 @@ use uuid::Uuid;
 use super::{
     JobError, Queue,
     model::job::{self, Entity as Jobs, JobState},
-    registry::{JobContext, Registry},
+    registry::{JobContext, JobServices, Registry},
     store,
 };
-use crate::{cache::SharedCache, config::Config, db::Database};
+use crate::{config::Config, db::Database};
 
 /// How the pool runs; from configuration.
 #[derive(Debug, Clone)]
@@ -60,8 +60,7 @@ impl WorkerSettings {
 struct Shared {
     owner: Uuid,
     db: Database,
-    cache: SharedCache,
-    config: Arc<Config>,
+    services: JobServices,
     registry: Registry,
     settings: WorkerSettings,
 }
@@ -76,18 +75,11 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts fetchers for every queue with a concurrency above zero.
-    pub fn start(
-        db: Database,
-        cache: SharedCache,
-        config: Arc<Config>,
-        registry: Registry,
-        settings: WorkerSettings,
-    ) -> Self {
+    pub fn start(services: JobServices, registry: Registry, settings: WorkerSettings) -> Self {
         let shared = Arc::new(Shared {
             owner: crate::db::new_id(),
-            db,
-            cache,
-            config,
+            db: services.db.clone(),
+            services,
             registry,
             settings,
         });
@@ -280,8 +272,9 @@ async fn run_job(shared: Arc<Shared>, job: job::Model, _slot: OwnedSemaphorePerm
         let options = shared.registry.options(&job.kind);
         let ctx = JobContext {
             db: shared.db.clone(),
-            cache: Arc::clone(&shared.cache),
-            config: Arc::clone(&shared.config),
+            cache: Arc::clone(&shared.services.cache),
+            config: Arc::clone(&shared.services.config),
+            gateway: Arc::clone(&shared.services.gateway),
             job_id: job.id,
             attempt: job.attempt,
             worker: shared.owner,

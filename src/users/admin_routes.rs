@@ -30,6 +30,8 @@ use crate::{
         pagination::{Page, PageRequest},
     },
     idempotency::IdempotencyKey,
+    jobs::{self, NewJob},
+    payments::customer_sync::{CustomerSync, SyncAction},
     state::AppState,
 };
 
@@ -228,6 +230,7 @@ async fn update_user(
         None => None,
     };
     let ends_sessions = password_hash.is_some();
+    let customer_changed = body.name.is_some() || body.email.is_some();
 
     let txn = state.db.begin_write().await?;
     let target = queries::find_live(&*txn, id)
@@ -249,6 +252,9 @@ async fn update_user(
     }
     if ends_sessions {
         sessions::revoke_all_of_user(&*txn, id, None).await?;
+    }
+    if customer_changed {
+        jobs::enqueue(&txn, NewJob::of(&CustomerSync::new(id, SyncAction::Update))).await?;
     }
     let view = queries::view(&*txn, id).await?.ok_or(UserError::NotFound)?;
     txn.commit().await?;

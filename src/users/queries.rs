@@ -30,6 +30,14 @@ pub async fn find_live<C: ConnectionTrait>(
         .await
 }
 
+/// A user, deleted or not (jobs that must finish what a deletion started).
+pub async fn find_any<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+) -> Result<Option<user::Model>, DbErr> {
+    Users::find_by_id(id).one(conn).await
+}
+
 pub async fn find_live_by_email<C: ConnectionTrait>(
     conn: &C,
     email: &Email,

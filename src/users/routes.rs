@@ -23,6 +23,8 @@ use crate::{
         extract::{ClientIp, Path, ValidJson, validate_nested},
     },
     idempotency::{self, Claimed, IdempotencyKey},
+    jobs::{self, NewJob},
+    payments::customer_sync::{CustomerSync, SyncAction},
     rate_limit::{Limit, check_ip_and_account},
     state::AppState,
 };
@@ -93,6 +95,11 @@ pub(super) async fn create_account(
     )
     .await?;
     queries::set_address(&*txn, user.id, input.address).await?;
+    jobs::enqueue(
+        &txn,
+        NewJob::of(&CustomerSync::new(user.id, SyncAction::Create)),
+    )
+    .await?;
     let view = queries::view(&*txn, user.id)
         .await?
         .ok_or(UserError::NotFound)?;
@@ -226,6 +233,7 @@ async fn update_me(
         None => None,
     };
     let password_changed = password_hash.is_some();
+    let customer_changed = body.name.is_some() || body.email.is_some();
 
     let txn = state.db.begin_write().await?;
     let current = queries::find_live(&*txn, user.id)
@@ -244,6 +252,13 @@ async fn update_me(
     }
     if password_changed {
         sessions::revoke_all_of_user(&*txn, user.id, Some(user.session_id)).await?;
+    }
+    if customer_changed {
+        jobs::enqueue(
+            &txn,
+            NewJob::of(&CustomerSync::new(user.id, SyncAction::Update)),
+        )
+        .await?;
     }
     let view = queries::view(&*txn, user.id)
         .await?
@@ -275,6 +290,11 @@ pub(super) async fn delete_account(state: &AppState, user_id: Uuid) -> Result<()
         return Err(UserError::NotFound.into());
     }
     sessions::revoke_all_of_user(&*txn, user_id, None).await?;
+    jobs::enqueue(
+        &txn,
+        NewJob::of(&CustomerSync::new(user_id, SyncAction::Delete)),
+    )
+    .await?;
     txn.commit().await?;
     state.sessions.invalidate_user(user_id).await;
     tracing::info!(user.id = %user_id, "account deleted");

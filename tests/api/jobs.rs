@@ -11,7 +11,7 @@ use dispatch::{
         self, Backoff, Enqueued, Job, JobContext, JobError, JobOptions, NewJob, Queue,
         diagnostics::{self, Probe},
         model::job::{self as job_row, Entity as Jobs, JobState},
-        registry::Registry,
+        registry::{JobServices, Registry},
         scheduler::{self, Periodic},
         worker::{WorkerPool, WorkerSettings},
     },
@@ -80,9 +80,7 @@ fn settings(app: &TestApp, concurrency: usize) -> WorkerSettings {
 
 fn start_pool(app: &TestApp, concurrency: usize) -> WorkerPool {
     WorkerPool::start(
-        app.state.db.clone(),
-        Arc::clone(&app.state.cache),
-        Arc::new(app.state.config.clone()),
+        JobServices::from_state(&app.state),
         registry(),
         settings(app, concurrency),
     )
@@ -268,6 +266,7 @@ async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_a
     // that shutting the runtime down kills it mid-job with no clean-up, as a
     // crash would.
     let config = app.state.config.clone();
+    let gateway = Arc::clone(&app.state.gateway);
     let doomed = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -278,7 +277,13 @@ async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_a
     let first_owner = doomed
         .spawn(async move {
             let db = Database::connect(&config).await.unwrap();
-            let pool = WorkerPool::start(db, cache, Arc::new(config), registry(), settings);
+            let services = JobServices {
+                db,
+                cache,
+                config: Arc::new(config),
+                gateway,
+            };
+            let pool = WorkerPool::start(services, registry(), settings);
             let owner = pool.owner();
             std::mem::forget(pool); // never drained: the runtime dies under it
             owner
@@ -563,9 +568,7 @@ async fn an_admin_retries_a_failed_job_through_the_api_and_it_succeeds() {
     let switch = Uuid::new_v4();
     let id = enqueue_one(&app.state.db, NewJob::of(&BrokenUntilFixed { switch })).await;
     let pool = WorkerPool::start(
-        app.state.db.clone(),
-        Arc::clone(&app.state.cache),
-        Arc::new(app.state.config.clone()),
+        JobServices::from_state(&app.state),
         registry().with::<BrokenUntilFixed>(),
         settings(&app, 2),
     );

@@ -11,6 +11,7 @@
 mod helpers;
 
 mod access_matrix;
+mod account_jobs;
 mod admin_users;
 mod auth;
 mod catalog;

@@ -10,6 +10,7 @@
 mod m20261125_000001_identity_and_catalog;
 mod m20261125_000002_jobs;
 mod m20261125_000003_search_names;
+mod m20261125_000004_notifications;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_identity_and_catalog::Migration),
             Box::new(m20261125_000002_jobs::Migration),
             Box::new(m20261125_000003_search_names::Migration),
+            Box::new(m20261125_000004_notifications::Migration),
         ]
     }
 }
