@@ -114,6 +114,7 @@ pub fn router(state: &AppState) -> Router {
     let timeout =
         TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout);
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", document))
+        .merge(crate::jobs::dashboard::router(state))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(timeout)
         .layer(CatchPanicLayer::new())

@@ -122,11 +122,16 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
     let error = match response.extensions().get::<Arc<ApiError>>() {
         Some(error) => Arc::clone(error),
         None if response.status().is_client_error() || response.status().is_server_error() => {
-            let is_problem = response
+            // Problems pass as they are, and so do the dashboard's HTML
+            // error pages, which are meant for a person in a browser.
+            let keep = response
                 .headers()
                 .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-            if is_problem {
+                .is_some_and(|v| {
+                    v.as_bytes().starts_with(b"application/problem+json")
+                        || v.as_bytes().starts_with(b"text/html")
+                });
+            if keep {
                 return response;
             }
             Arc::new(error_for_status(response.status()))

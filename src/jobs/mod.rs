@@ -22,6 +22,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod dashboard;
 pub mod diagnostics;
 pub mod maintenance;
 pub mod model;

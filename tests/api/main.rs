@@ -15,6 +15,7 @@ mod account_jobs;
 mod admin_users;
 mod auth;
 mod catalog;
+mod dashboard;
 mod idempotency;
 mod jobs;
 mod pagination;
