@@ -204,15 +204,7 @@ pub async fn retry(db: &Database, id: Uuid, actor: &str) -> Result<(), ActionErr
         .one(&*txn)
         .await?
         .ok_or(ActionError::NotFound)?;
-    let moved = Jobs::update_many()
-        .col_expr(job::Column::State, Expr::value(JobState::Available))
-        .col_expr(job::Column::Attempt, Expr::value(0))
-        .col_expr(job::Column::RunAt, Expr::value(crate::db::now()))
-        .col_expr(
-            job::Column::FinishedAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(job::Column::UpdatedAt, Expr::value(crate::db::now()))
+    let moved = with_fresh_attempts(Jobs::update_many())
         .filter(job::Column::Id.eq(id))
         .filter(job::Column::State.is_in([JobState::Failed, JobState::Discarded]))
         .exec(&*txn)
@@ -230,6 +222,19 @@ pub async fn retry(db: &Database, id: Uuid, actor: &str) -> Result<(), ActionErr
     Ok(())
 }
 
+/// Back to `available`, due now, with attempts counted afresh.
+fn with_fresh_attempts(update: sea_orm::UpdateMany<Jobs>) -> sea_orm::UpdateMany<Jobs> {
+    update
+        .col_expr(job::Column::State, Expr::value(JobState::Available))
+        .col_expr(job::Column::Attempt, Expr::value(0))
+        .col_expr(job::Column::RunAt, Expr::value(crate::db::now()))
+        .col_expr(
+            job::Column::FinishedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::UpdatedAt, Expr::value(crate::db::now()))
+}
+
 /// Retries every failed job of `kind`; returns how many.
 pub async fn retry_failed_of_kind(db: &Database, kind: &str, actor: &str) -> Result<u64, DbErr> {
     let txn = db.begin_write().await?;
@@ -242,15 +247,7 @@ pub async fn retry_failed_of_kind(db: &Database, kind: &str, actor: &str) -> Res
         .into_tuple()
         .all(&*txn)
         .await?;
-    let moved = Jobs::update_many()
-        .col_expr(job::Column::State, Expr::value(JobState::Available))
-        .col_expr(job::Column::Attempt, Expr::value(0))
-        .col_expr(job::Column::RunAt, Expr::value(crate::db::now()))
-        .col_expr(
-            job::Column::FinishedAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(job::Column::UpdatedAt, Expr::value(crate::db::now()))
+    let moved = with_fresh_attempts(Jobs::update_many())
         .filter(job::Column::Kind.eq(kind))
         .filter(job::Column::State.eq(JobState::Failed))
         .exec(&*txn)

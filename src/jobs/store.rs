@@ -110,13 +110,19 @@ pub async fn next_due<C: ConnectionTrait>(
         .await
 }
 
-/// The fence: this row, still running under this lease.
+/// The fence (this row, still running under this lease); the write that
+/// passes it also ends the lease.
 fn fenced(
     update: sea_orm::UpdateMany<Jobs>,
     job: &job::Model,
     owner: Uuid,
 ) -> sea_orm::UpdateMany<Jobs> {
     update
+        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .filter(job::Column::Id.eq(job.id))
         .filter(job::Column::State.eq(JobState::Running))
         .filter(job::Column::LeaseOwner.eq(owner))
@@ -131,11 +137,6 @@ pub async fn complete(db: &Database, job: &job::Model, owner: Uuid) -> Result<bo
         .col_expr(job::Column::State, Expr::value(JobState::Succeeded))
         .col_expr(job::Column::FinishedAt, Expr::value(now))
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
-        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<Uuid>::None))
-        .col_expr(
-            job::Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .exec(&*txn)
         .await?;
     txn.commit().await?;
@@ -166,11 +167,6 @@ pub async fn retry(
         .col_expr(job::Column::LastError, Expr::value(error))
         .col_expr(job::Column::Errors, Expr::value(with_error(job, error)))
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
-        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<Uuid>::None))
-        .col_expr(
-            job::Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .exec(&*txn)
         .await?;
     if done.rows_affected == 1 {
@@ -197,11 +193,6 @@ pub async fn fail(
         .col_expr(job::Column::Errors, Expr::value(with_error(job, error)))
         .col_expr(job::Column::FinishedAt, Expr::value(now))
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
-        .col_expr(job::Column::LeaseOwner, Expr::value(Option::<Uuid>::None))
-        .col_expr(
-            job::Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .exec(&*txn)
         .await?;
     if done.rows_affected != 1 {
