@@ -63,11 +63,6 @@ enum TestDatabase {
     Postgres { server_url: String, name: String },
 }
 
-/// Whether the suite runs against PostgreSQL (so tests may check backend-specific behaviour).
-pub fn on_postgres() -> bool {
-    std::env::var("DATABASE_URL").is_ok_and(|url| url.starts_with("postgres"))
-}
-
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
