@@ -690,3 +690,89 @@ async fn a_paused_queue_is_not_claimed_until_resumed_and_discarded_jobs_never_ru
         .unwrap();
     assert_eq!(runs, HashMap::from([(kept, 1)]));
 }
+
+#[tokio::test]
+async fn cleanup_deletes_old_finished_jobs_and_expired_idempotency_records_but_keeps_failed_jobs() {
+    use dispatch::jobs::{JobContext, maintenance::Cleanup};
+    use sea_orm::sea_query::Expr;
+
+    let app = spawn_app_with(&[("JOB_RETENTION", "1h")]).await;
+    let old_done = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
+    let old_failed = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
+    let recent_done = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
+    let two_hours_ago = dispatch::db::now() - chrono::Duration::hours(2);
+    let txn = app.state.db.begin_write().await.unwrap();
+    for (id, state, finished) in [
+        (old_done, JobState::Succeeded, two_hours_ago),
+        (old_failed, JobState::Failed, two_hours_ago),
+        (recent_done, JobState::Succeeded, dispatch::db::now()),
+    ] {
+        Jobs::update_many()
+            .col_expr(job_row::Column::State, Expr::value(state))
+            .col_expr(job_row::Column::FinishedAt, Expr::value(finished))
+            .filter(job_row::Column::Id.eq(id))
+            .exec(&*txn)
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+
+    // An expired idempotency record, and a live one.
+    let admin = app
+        .create_user_with_role(dispatch::users::role::Role::Admin)
+        .await;
+    app.create_item(&admin, "kept", 100, 1).await;
+    app.create_item(&admin, "expired", 100, 1).await;
+    use dispatch::idempotency::record::{self, Entity as Records};
+    let records = Records::find().all(app.state.db.conn()).await.unwrap();
+    assert_eq!(records.len(), 2);
+    let txn = app.state.db.begin_write().await.unwrap();
+    Records::update_many()
+        .col_expr(record::Column::ExpiresAt, Expr::value(two_hours_ago))
+        .filter(record::Column::Id.eq(records[0].id))
+        .exec(&*txn)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+
+    let services = JobServices::from_state(&app.state);
+    let ctx = JobContext {
+        db: services.db,
+        cache: services.cache,
+        config: services.config,
+        gateway: services.gateway,
+        job_id: Uuid::new_v4(),
+        attempt: 1,
+        worker: Uuid::new_v4(),
+    };
+    Cleanup::default().run(&ctx).await.unwrap();
+
+    let left: Vec<Uuid> = Jobs::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert!(!left.contains(&old_done), "an old succeeded job is deleted");
+    assert!(
+        left.contains(&old_failed),
+        "a failed job stays until an operator acts"
+    );
+    assert!(
+        left.contains(&recent_done),
+        "a recent succeeded job is kept"
+    );
+    let records_left: Vec<Uuid> = Records::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        records_left,
+        vec![records[1].id],
+        "only the expired idempotency record is gone"
+    );
+}
