@@ -49,6 +49,14 @@ impl From<ActionError> for ApiError {
     }
 }
 
+/// The job as it stands now, or 404.
+async fn job_view(state: &AppState, id: Uuid) -> Result<Json<JobView>, ApiError> {
+    admin::find(state.db.conn(), id)
+        .await?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
+}
+
 fn actor_name(actor: &AuthUser) -> String {
     format!("user:{}", actor.id)
 }
@@ -178,10 +186,7 @@ async fn get_job(
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
     actor.require(Role::is_admin)?;
-    admin::find(state.db.conn(), id)
-        .await?
-        .map(Json)
-        .ok_or_else(ApiError::not_found)
+    job_view(&state, id).await
 }
 
 /// Runs a failed or discarded job again, with fresh attempts.
@@ -204,10 +209,7 @@ async fn retry_job(
 ) -> Result<Json<JobView>, ApiError> {
     actor.require(Role::is_admin)?;
     admin::retry(&state.db, id, &actor_name(&actor)).await?;
-    admin::find(state.db.conn(), id)
-        .await?
-        .map(Json)
-        .ok_or_else(ApiError::not_found)
+    job_view(&state, id).await
 }
 
 /// Gives up on a waiting or failed job.
@@ -230,10 +232,7 @@ async fn discard_job(
 ) -> Result<Json<JobView>, ApiError> {
     actor.require(Role::is_admin)?;
     admin::discard(&state.db, id, &actor_name(&actor)).await?;
-    admin::find(state.db.conn(), id)
-        .await?
-        .map(Json)
-        .ok_or_else(ApiError::not_found)
+    job_view(&state, id).await
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
