@@ -37,6 +37,12 @@ const KEYS: &[&str] = &[
     "stripe_webhook_secrets",
     "shop_currency",
     "order_payment_timeout",
+    "order_recovery_after",
+    "payment_reconcile_after",
+    "idempotency_lease",
+    "stripe_timeout",
+    "simulated_payment_delay",
+    "simulated_decline_suffix",
     "admin_username",
     "admin_password",
     "cors_origins",
@@ -145,6 +151,23 @@ pub struct Config {
     /// ISO 4217 code, lower-case as Stripe writes it.
     pub shop_currency: String,
     pub order_payment_timeout: Duration,
+    /// A checkout whose payment was never created (its process died and the
+    /// client never retried) is undone this long after it started.
+    pub order_recovery_after: Duration,
+    /// PENDING orders older than this are checked with the provider, in case
+    /// their webhook was lost.
+    pub payment_reconcile_after: Duration,
+    /// How long an in-flight idempotency key belongs to its request before a
+    /// retry may take it over (the request's process presumably died).
+    pub idempotency_lease: Duration,
+    /// Timeout of one call to Stripe (the client retries on top).
+    pub stripe_timeout: Duration,
+    /// Simulated gateway: delay before it confirms a PaymentIntent by webhook;
+    /// `None` (`off`) leaves payments unconfirmed (tests send the events).
+    pub simulated_payment_delay: Option<Duration>,
+    /// Simulated gateway: totals whose minor units end in these digits are
+    /// declined, like Stripe's decline test cards.
+    pub simulated_decline_suffix: String,
     pub admin_username: String,
     pub admin_password: SecretString,
     pub cors_origins: Vec<String>,
@@ -362,7 +385,7 @@ impl Parser {
             .unwrap_or("https://api.stripe.com")
             .trim_end_matches('/')
             .to_owned();
-        let stripe_webhook_secrets: Vec<SecretString> = self
+        let mut stripe_webhook_secrets: Vec<SecretString> = self
             .get("stripe_webhook_secrets")
             .unwrap_or("")
             .split(',')
@@ -370,6 +393,11 @@ impl Parser {
             .filter(|s| !s.is_empty())
             .map(|s| SecretString::from(s.to_owned()))
             .collect();
+        if payment_gateway == Some(GatewayKind::Simulated) && stripe_webhook_secrets.is_empty() {
+            // The simulated gateway signs its webhooks too; start-up replaces
+            // this placeholder with a key kept in the data directory.
+            stripe_webhook_secrets.push(generated_development_secret("stripe_webhook_secret"));
+        }
         if payment_gateway == Some(GatewayKind::Stripe) {
             if stripe_secret_key.is_none() {
                 self.problem("STRIPE_SECRET_KEY: required when PAYMENT_GATEWAY=stripe");
@@ -390,6 +418,24 @@ impl Parser {
             }
         });
         let order_payment_timeout = self.value("order_payment_timeout", "30m", parse_duration);
+        let order_recovery_after = self.value("order_recovery_after", "5m", parse_duration);
+        let payment_reconcile_after = self.value("payment_reconcile_after", "5m", parse_duration);
+        let idempotency_lease = self.value("idempotency_lease", "60s", parse_duration);
+        let stripe_timeout = self.value("stripe_timeout", "20s", parse_duration);
+        let simulated_payment_delay = self.value("simulated_payment_delay", "300ms", |v| {
+            if v.eq_ignore_ascii_case("off") {
+                Ok(None)
+            } else {
+                parse_duration(v).map(Some)
+            }
+        });
+        let simulated_decline_suffix = self.value("simulated_decline_suffix", "02", |v| {
+            if !v.is_empty() && v.len() <= 6 && v.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(v.to_owned())
+            } else {
+                Err(format!("expected 1 to 6 digits, got {v:?}"))
+            }
+        });
 
         let admin_username = self.get("admin_username").unwrap_or("admin").to_owned();
         let admin_password = match self.secret("admin_password") {
@@ -498,6 +544,12 @@ impl Parser {
             stripe_webhook_secrets,
             shop_currency: shop_currency.ok_or_else(missing)?,
             order_payment_timeout: order_payment_timeout.ok_or_else(missing)?,
+            order_recovery_after: order_recovery_after.ok_or_else(missing)?,
+            payment_reconcile_after: payment_reconcile_after.ok_or_else(missing)?,
+            idempotency_lease: idempotency_lease.ok_or_else(missing)?,
+            stripe_timeout: stripe_timeout.ok_or_else(missing)?,
+            simulated_payment_delay: simulated_payment_delay.ok_or_else(missing)?,
+            simulated_decline_suffix: simulated_decline_suffix.ok_or_else(missing)?,
             admin_username,
             admin_password: admin_password.ok_or_else(missing)?,
             cors_origins,

@@ -26,11 +26,15 @@ pub mod i18n;
 pub mod idempotency;
 /// Durable background jobs: transactional queue, workers, scheduler.
 pub mod jobs;
-/// Connection to Redis, shared by cache, rate limits and session revocation.
+/// Connection to Redis, shared by cache, rate limits, locks and session revocation.
 pub mod kv;
+/// Locks that save duplicate work (Redis or in-process); never needed for correctness.
+pub mod locks;
 /// Notifications recorded for users (feed and stream to come).
 pub mod notifications;
-/// Payments: the provider gateway (Stripe or simulated) and its jobs.
+/// Orders: placement, reading, staff actions and the life cycle.
+pub mod orders;
+/// Payments: the provider gateway (Stripe or simulated), webhook, refunds and their jobs.
 pub mod payments;
 /// Rate limits (Redis or in-process) behind one interface.
 pub mod rate_limit;

@@ -18,6 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     auth::{password::PasswordHasher, sessions::SessionGate, tokens::TokenKeys},
     cache::{MemoryCache, RedisCache, SharedCache},
+    locks::{MemoryLocks, RedisLocks, SharedLocks},
     config::{self, Config},
     db::{self, Database},
     http::{extract::TrustForwardedFor, health, middleware as mw, openapi},
@@ -67,14 +68,16 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
         config.rate_limit_register,
         config.rate_limit_orders,
     );
-    let (cache, rate_limiter): (SharedCache, SharedRateLimiter) = match &kv {
+    let (cache, rate_limiter, locks): (SharedCache, SharedRateLimiter, SharedLocks) = match &kv {
         Some(kv) => (
             Arc::new(RedisCache::new(kv.clone())),
             Arc::new(RedisRateLimiter::new(kv.clone(), quotas)),
+            Arc::new(RedisLocks::new(kv.clone())),
         ),
         None => (
             Arc::new(MemoryCache::new(config.cache_ttl)),
             Arc::new(MemoryRateLimiter::new(&quotas)),
+            Arc::new(MemoryLocks::default()),
         ),
     };
     let tokens = TokenKeys::new(
@@ -103,6 +106,7 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
         passwords,
         sessions,
         gateway,
+        locks,
         metrics: telemetry::metrics_handle(),
     }))
 }
@@ -139,6 +143,16 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let app = router(&state);
+    if let (Some(simulated), Ok(local)) = (state.gateway.as_simulated(), listener.local_addr()) {
+        // The simulated provider calls our webhook like Stripe would.
+        let host = if local.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            local.ip()
+        };
+        let address = SocketAddr::new(host, local.port());
+        simulated.deliver_webhooks_to(format!("http://{address}/api/v1/payments/webhook"));
+    }
     spawn_metrics_upkeep(&state, shutdown.clone());
     if let Some(address) = state.config.metrics_addr {
         spawn_metrics_listener(state.clone(), address, shutdown.clone()).await?;
@@ -268,6 +282,9 @@ fn resolve_development_secrets(config: &mut Config) -> anyhow::Result<()> {
     };
     resolve(&mut config.jwt_access_secret, "jwt_access_secret")?;
     resolve(&mut config.jwt_refresh_secret, "jwt_refresh_secret")?;
+    if let Some(webhook_secret) = config.stripe_webhook_secrets.first_mut() {
+        resolve(webhook_secret, "stripe_webhook_secret")?;
+    }
     if resolve(&mut config.admin_password, "admin_password")? {
         use secrecy::ExposeSecret;
         // Printed once, when generated; it stays in the data directory.

@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     db::Database,
     kv::Kv,
+    locks::SharedLocks,
     payments::gateway::SharedGateway,
     rate_limit::SharedRateLimiter,
 };
@@ -29,6 +30,7 @@ pub struct Services {
     pub passwords: PasswordHasher,
     pub sessions: SessionGate,
     pub gateway: SharedGateway,
+    pub locks: SharedLocks,
     pub metrics: PrometheusHandle,
 }
 

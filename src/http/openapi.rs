@@ -11,7 +11,9 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth, catalog, http::error::Problem, http::health, jobs, state::AppState, users};
+use crate::{
+    auth, catalog, http::error::Problem, http::health, jobs, orders, payments, state::AppState, users,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +30,9 @@ use crate::{auth, catalog, http::error::Problem, http::health, jobs, state::AppS
         (name = "admin users", description = "Account management (admin, superadmin)"),
         (name = "catalogue", description = "The public catalogue"),
         (name = "admin catalogue", description = "Catalogue management (admin, superadmin)"),
+        (name = "orders", description = "Placing orders and reading one's own"),
+        (name = "admin orders", description = "Staff views and actions on orders, by role: financial (cancel, refund), shipper (ship), delivery (deliver), admin (all)"),
+        (name = "payments", description = "The payment provider's signed webhook"),
         (name = "admin jobs", description = "The durable job queue: queues, jobs, retry, discard, pause (admin, superadmin)"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -57,6 +62,9 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::admin_routes::router())
         .merge(catalog::routes::router())
         .merge(catalog::admin_routes::router())
+        .merge(orders::routes::router())
+        .merge(orders::admin_routes::router())
+        .merge(payments::webhook::router())
         .merge(jobs::routes::router())
         .split_for_parts()
 }

@@ -7,7 +7,7 @@
 //! response commits or rolls back with the effect, so a replay can never
 //! return something that was rolled back. If the handler fails before
 //! committing, the claim is released on drop and the key may be retried; if
-//! the process dies, the in-flight lease expires and the next retry takes
+//! the process dies, the in-flight lease (`IDEMPOTENCY_LEASE`) expires and the next retry takes
 //! the key over. Completion is fenced by the lease token, so a request whose
 //! lease was taken over cannot also complete.
 //!
@@ -41,8 +41,6 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 
 /// How long a finished request's response is kept for replays.
 pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
-/// How long an in-flight claim holds the key before a retry may take it over.
-pub const LEASE: Duration = Duration::from_secs(60);
 
 /// The `Idempotency-Key` header (required) with the method and route it came
 /// with.
@@ -103,6 +101,8 @@ pub enum Claimed {
 pub struct Claim {
     record_id: Uuid,
     lease_token: Uuid,
+    /// The recovery point left by an earlier holder of the key, if any.
+    resource_id: Option<Uuid>,
     db: Database,
     committed: bool,
 }
@@ -137,6 +137,7 @@ pub async fn claim(
     key: &IdempotencyKey,
     caller: Option<Uuid>,
     fingerprint: &str,
+    lease: Duration,
 ) -> Result<Claimed, IdempotencyError> {
     let scope = key.scope(caller);
     // A few rounds at most: each retry follows a concurrent change (an
@@ -144,7 +145,7 @@ pub async fn claim(
     for _ in 0..4 {
         let now = crate::db::now();
         let lease_token = crate::db::new_id();
-        let locked_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        let locked_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
         let txn = db.begin_write().await?;
         let inserted = Records::insert(record::ActiveModel {
             id: Set(crate::db::new_id()),
@@ -156,6 +157,7 @@ pub async fn claim(
             locked_until: Set(Some(locked_until)),
             response_status: Set(None),
             response_body: Set(None),
+            resource_id: Set(None),
             created_at: Set(now),
             expires_at: Set(now + chrono::Duration::from_std(RETENTION).unwrap_or_default()),
         })
@@ -177,6 +179,7 @@ pub async fn claim(
                 return Ok(Claimed::Proceed(Claim {
                     record_id: record.id,
                     lease_token,
+                    resource_id: None,
                     db: db.clone(),
                     committed: false,
                 }));
@@ -219,6 +222,7 @@ pub async fn claim(
                     return Ok(Claimed::Proceed(Claim {
                         record_id: existing.id,
                         lease_token,
+                        resource_id: existing.resource_id,
                         db: db.clone(),
                         committed: false,
                     }));
@@ -284,6 +288,46 @@ impl Claim {
         Ok((status, Json(body)).into_response())
     }
 
+    /// What an earlier attempt with this key created before it stopped (its
+    /// recovery point), so this attempt can resume it.
+    pub fn resource_id(&self) -> Option<Uuid> {
+        self.resource_id
+    }
+
+    /// Records, in the transaction that created it, what this request has
+    /// created so far. A retry that takes the key over after a crash gets it
+    /// from [`Claim::resource_id`]. Fails if the lease was taken over.
+    pub async fn checkpoint<C: ConnectionTrait>(
+        &mut self,
+        txn: &C,
+        resource_id: Uuid,
+    ) -> Result<(), ApiError> {
+        let updated = Records::update_many()
+            .col_expr(record::Column::ResourceId, Expr::value(resource_id))
+            .filter(record::Column::Id.eq(self.record_id))
+            .filter(record::Column::LeaseToken.eq(self.lease_token))
+            .filter(record::Column::State.eq(RecordState::InFlight))
+            .exec(txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(IdempotencyError::InFlight.into());
+        }
+        self.resource_id = Some(resource_id);
+        Ok(())
+    }
+
+    /// Frees the key inside `txn`, the transaction that undoes the request's
+    /// effects, so the undo and the release commit together.
+    pub async fn release<C: ConnectionTrait>(&self, txn: &C) -> Result<(), sea_orm::DbErr> {
+        Records::delete_many()
+            .filter(record::Column::Id.eq(self.record_id))
+            .filter(record::Column::LeaseToken.eq(self.lease_token))
+            .filter(record::Column::State.eq(RecordState::InFlight))
+            .exec(txn)
+            .await?;
+        Ok(())
+    }
+
     /// Call once the effect's transaction has committed.
     pub fn committed(mut self) {
         self.committed = true;
@@ -292,7 +336,9 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if self.committed {
+        // A key with a recovery point stays held: it remembers what the
+        // request created, for the retry that resumes it after the lease.
+        if self.committed || self.resource_id.is_some() {
             return;
         }
         // The effect did not commit: free the key so the client can retry.
@@ -318,6 +364,21 @@ impl Drop for Claim {
             });
         }
     }
+}
+
+/// Frees the in-flight key whose recovery point is `resource_id`, whoever
+/// holds it (recovery of an abandoned request: the undo and the release
+/// commit together, and a later retry starts afresh).
+pub async fn release_resource<C: ConnectionTrait>(
+    conn: &C,
+    resource_id: Uuid,
+) -> Result<u64, sea_orm::DbErr> {
+    Ok(Records::delete_many()
+        .filter(record::Column::ResourceId.eq(resource_id))
+        .filter(record::Column::State.eq(RecordState::InFlight))
+        .exec(conn)
+        .await?
+        .rows_affected)
 }
 
 /// Removes records past their retention (called by the maintenance job).

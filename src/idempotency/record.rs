@@ -29,6 +29,10 @@ pub struct Model {
     pub locked_until: Option<DateTimeUtc>,
     pub response_status: Option<i32>,
     pub response_body: Option<String>,
+    /// Recovery point: what the request created before it stopped (an
+    /// order), so a retry with the same key resumes it instead of starting
+    /// again.
+    pub resource_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
 }

@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{Job, JobError, JobOptions, NewJob};
-use crate::{cache::SharedCache, config::Config, db::Database, payments::gateway::SharedGateway};
+use crate::{
+    cache::SharedCache, config::Config, db::Database, locks::SharedLocks,
+    payments::gateway::SharedGateway,
+};
 
 /// The services jobs may use (never the HTTP request state).
 #[derive(Clone)]
@@ -15,6 +18,7 @@ pub struct JobServices {
     pub cache: SharedCache,
     pub config: Arc<Config>,
     pub gateway: SharedGateway,
+    pub locks: SharedLocks,
 }
 
 impl JobServices {
@@ -24,6 +28,21 @@ impl JobServices {
             cache: Arc::clone(&state.cache),
             config: Arc::new(state.config.clone()),
             gateway: Arc::clone(&state.gateway),
+            locks: Arc::clone(&state.locks),
+        }
+    }
+
+    /// The context of one attempt of job `job_id`.
+    pub fn context(&self, job_id: Uuid, attempt: i32, worker: Uuid) -> JobContext {
+        JobContext {
+            db: self.db.clone(),
+            cache: Arc::clone(&self.cache),
+            config: Arc::clone(&self.config),
+            gateway: Arc::clone(&self.gateway),
+            locks: Arc::clone(&self.locks),
+            job_id,
+            attempt,
+            worker,
         }
     }
 }
@@ -35,6 +54,7 @@ pub struct JobContext {
     pub cache: SharedCache,
     pub config: Arc<Config>,
     pub gateway: SharedGateway,
+    pub locks: SharedLocks,
     /// The job being run.
     pub job_id: Uuid,
     pub attempt: i32,
@@ -86,6 +106,12 @@ impl Registry {
             .with::<super::diagnostics::Probe>()
             .with::<crate::payments::customer_sync::CustomerSync>()
             .with::<crate::notifications::deliver::Deliver>()
+            .with::<crate::orders::jobs::Process>()
+            .with::<crate::orders::jobs::ProcessingFailed>()
+            .with::<crate::orders::jobs::Expire>()
+            .with::<crate::payments::jobs::CancelPayment>()
+            .with::<crate::payments::jobs::Refund>()
+            .with::<crate::payments::jobs::Reconcile>()
     }
 
     /// Adds a kind (tests add their own).

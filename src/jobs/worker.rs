@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{
     JobError, Queue,
     model::job::{self, Entity as Jobs, JobState},
-    registry::{JobContext, JobServices, Registry},
+    registry::{JobServices, Registry},
     store,
 };
 use crate::{config::Config, db::Database};
@@ -270,15 +270,7 @@ async fn run_job(shared: Arc<Shared>, job: job::Model, _slot: OwnedSemaphorePerm
     }
     let work = async {
         let options = shared.registry.options(&job.kind);
-        let ctx = JobContext {
-            db: shared.db.clone(),
-            cache: Arc::clone(&shared.services.cache),
-            config: Arc::clone(&shared.services.config),
-            gateway: Arc::clone(&shared.services.gateway),
-            job_id: job.id,
-            attempt: job.attempt,
-            worker: shared.owner,
-        };
+        let ctx = shared.services.context(job.id, job.attempt, shared.owner);
         let attempt = tokio::time::timeout(
             options.timeout,
             shared.registry.run(&job.kind, &job.payload, &ctx),

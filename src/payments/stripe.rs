@@ -13,7 +13,10 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::gateway::{CustomerDetails, GatewayError, PaymentGateway};
+use super::gateway::{
+    CustomerDetails, GatewayError, IntentRequest, IntentStatus, PaymentGateway, PaymentIntent,
+    ProviderRefund, ProviderRefundStatus, RefundRequest,
+};
 
 /// The Stripe API version every request is pinned to.
 pub const STRIPE_VERSION: &str = "2024-06-20";
@@ -31,6 +34,48 @@ struct Created {
 }
 
 #[derive(Deserialize)]
+struct IntentBody {
+    id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    status: String,
+    amount: i64,
+    currency: String,
+}
+
+impl From<IntentBody> for PaymentIntent {
+    fn from(body: IntentBody) -> Self {
+        Self {
+            id: body.id,
+            client_secret: body.client_secret,
+            status: IntentStatus::from_stripe(&body.status),
+            amount: body.amount,
+            currency: body.currency,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundBody {
+    id: String,
+    status: String,
+}
+
+impl From<RefundBody> for ProviderRefund {
+    fn from(body: RefundBody) -> Self {
+        Self {
+            id: body.id,
+            status: ProviderRefundStatus::from_stripe(&body.status),
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, GatewayError> {
+    serde_json::from_str(body)
+        .map_err(|e| GatewayError::Unavailable(format!("unreadable response: {e}")))
+}
+
+#[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
 }
@@ -41,13 +86,20 @@ struct ErrorDetail {
     message: Option<String>,
     #[serde(default)]
     code: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
 }
 
 impl StripeGateway {
-    pub fn new(base: &str, secret_key: SecretString) -> Result<Self, reqwest::Error> {
+    /// `timeout` bounds each attempt; up to three attempts are made.
+    pub fn new(
+        base: &str,
+        secret_key: SecretString,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .timeout(timeout)
             .build()?;
         Ok(Self {
             client,
@@ -109,7 +161,11 @@ impl StripeGateway {
 
 /// Maps a Stripe error response to what a job can do about it.
 fn classify(status: StatusCode, body: &str) -> GatewayError {
-    let detail = serde_json::from_str::<ErrorBody>(body)
+    let parsed = serde_json::from_str::<ErrorBody>(body).ok();
+    let card_error = parsed
+        .as_ref()
+        .is_some_and(|b| b.error.kind.as_deref() == Some("card_error"));
+    let detail = parsed
         .map(|b| {
             format!(
                 "{} ({})",
@@ -117,8 +173,10 @@ fn classify(status: StatusCode, body: &str) -> GatewayError {
                 b.error.code.unwrap_or_else(|| status.as_str().to_owned())
             )
         })
-        .unwrap_or_else(|_| format!("HTTP {status}"));
-    if status == StatusCode::NOT_FOUND {
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    if card_error || status == StatusCode::PAYMENT_REQUIRED {
+        GatewayError::Declined(detail)
+    } else if status == StatusCode::NOT_FOUND {
         GatewayError::NotFound
     } else if status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
@@ -140,6 +198,76 @@ fn customer_form(details: &CustomerDetails) -> Vec<(&'static str, String)> {
 
 #[async_trait]
 impl PaymentGateway for StripeGateway {
+    fn provider(&self) -> &'static str {
+        "stripe"
+    }
+
+    async fn create_payment_intent(
+        &self,
+        request: &IntentRequest,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntent, GatewayError> {
+        let mut form = vec![
+            ("amount", request.amount.to_string()),
+            ("currency", request.currency.clone()),
+            ("metadata[order_id]", request.order_id.to_string()),
+            ("automatic_payment_methods[enabled]", "true".to_owned()),
+        ];
+        if let Some(customer) = &request.customer_id {
+            form.push(("customer", customer.clone()));
+        }
+        let body = self
+            .send(Method::POST, "/v1/payment_intents", &form, Some(idempotency_key))
+            .await?;
+        parse::<IntentBody>(&body).map(Into::into)
+    }
+
+    async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent, GatewayError> {
+        let body = self
+            .send(Method::GET, &format!("/v1/payment_intents/{id}"), &[], None)
+            .await?;
+        parse::<IntentBody>(&body).map(Into::into)
+    }
+
+    async fn cancel_payment_intent(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntent, GatewayError> {
+        let body = self
+            .send(
+                Method::POST,
+                &format!("/v1/payment_intents/{id}/cancel"),
+                &[],
+                Some(idempotency_key),
+            )
+            .await?;
+        parse::<IntentBody>(&body).map(Into::into)
+    }
+
+    async fn create_refund(
+        &self,
+        request: &RefundRequest,
+        idempotency_key: &str,
+    ) -> Result<ProviderRefund, GatewayError> {
+        let form = [
+            ("payment_intent", request.payment_intent_id.clone()),
+            ("amount", request.amount.to_string()),
+            ("metadata[order_id]", request.order_id.to_string()),
+        ];
+        let body = self
+            .send(Method::POST, "/v1/refunds", &form, Some(idempotency_key))
+            .await?;
+        parse::<RefundBody>(&body).map(Into::into)
+    }
+
+    async fn retrieve_refund(&self, id: &str) -> Result<ProviderRefund, GatewayError> {
+        let body = self
+            .send(Method::GET, &format!("/v1/refunds/{id}"), &[], None)
+            .await?;
+        parse::<RefundBody>(&body).map(Into::into)
+    }
+
     async fn create_customer(
         &self,
         details: &CustomerDetails,
@@ -153,9 +281,7 @@ impl PaymentGateway for StripeGateway {
                 Some(idempotency_key),
             )
             .await?;
-        serde_json::from_str::<Created>(&body)
-            .map(|c| c.id)
-            .map_err(|e| GatewayError::Unavailable(format!("unreadable response: {e}")))
+        parse::<Created>(&body).map(|c| c.id)
     }
 
     async fn update_customer(

@@ -272,6 +272,7 @@ async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_a
         .unwrap();
     let settings = settings(&app, 1);
     let cache = Arc::clone(&app.state.cache);
+    let locks = Arc::clone(&app.state.locks);
     let first_owner = doomed
         .spawn(async move {
             let db = Database::connect(&config).await.unwrap();
@@ -280,6 +281,7 @@ async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_a
                 cache,
                 config: Arc::new(config),
                 gateway,
+                locks,
             };
             let pool = WorkerPool::start(services, registry(), settings);
             let owner = pool.owner();
@@ -693,7 +695,7 @@ async fn a_paused_queue_is_not_claimed_until_resumed_and_discarded_jobs_never_ru
 
 #[tokio::test]
 async fn cleanup_deletes_old_finished_jobs_and_expired_idempotency_records_but_keeps_failed_jobs() {
-    use dispatch::jobs::{JobContext, maintenance::Cleanup};
+    use dispatch::jobs::maintenance::Cleanup;
     use sea_orm::sea_query::Expr;
 
     let app = spawn_app_with(&[("JOB_RETENTION", "1h")]).await;
@@ -736,15 +738,7 @@ async fn cleanup_deletes_old_finished_jobs_and_expired_idempotency_records_but_k
     txn.commit().await.unwrap();
 
     let services = JobServices::from_state(&app.state);
-    let ctx = JobContext {
-        db: services.db,
-        cache: services.cache,
-        config: services.config,
-        gateway: services.gateway,
-        job_id: Uuid::new_v4(),
-        attempt: 1,
-        worker: Uuid::new_v4(),
-    };
+    let ctx = services.context(Uuid::new_v4(), 1, Uuid::new_v4());
     Cleanup::default().run(&ctx).await.unwrap();
 
     let left: Vec<Uuid> = Jobs::find()

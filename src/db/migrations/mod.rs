@@ -11,6 +11,7 @@ mod m20261125_000001_identity_and_catalog;
 mod m20261125_000002_jobs;
 mod m20261125_000003_search_names;
 mod m20261125_000004_notifications;
+mod m20261125_000005_orders;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_jobs::Migration),
             Box::new(m20261125_000003_search_names::Migration),
             Box::new(m20261125_000004_notifications::Migration),
+            Box::new(m20261125_000005_orders::Migration),
         ]
     }
 }

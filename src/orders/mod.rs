@@ -1,0 +1,26 @@
+//! Orders: placing them (stock reserved, PaymentIntent created with recovery
+//! points), reading them, staff actions, and the life cycle of spec §4.1.
+//!
+//! Nothing outside this module writes an order's status: every change goes
+//! through [`transition::transition`], a compare-and-set on the status whose
+//! effects (timeline, stock, refund record, jobs) commit with it.
+
+pub mod admin_routes;
+pub mod jobs;
+pub mod model;
+pub mod place;
+pub mod queries;
+pub mod routes;
+pub mod status;
+pub mod transition;
+pub mod views;
+
+use crate::cache::SharedCache;
+
+/// After a commit that gave stock back (or took it), the catalogue's cached
+/// pages are stale.
+pub async fn after_commit(cache: &SharedCache, stock_changed: bool) {
+    if stock_changed {
+        cache.bump(crate::catalog::CACHE_NAMESPACE).await;
+    }
+}

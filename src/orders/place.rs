@@ -1,0 +1,276 @@
+//! Placing an order (spec §4.2), in three steps with recovery points:
+//!
+//! 1. **Reserve** (one transaction): take each item's stock with a
+//!    conditional `UPDATE` (never below zero), lines in item-id order so
+//!    concurrent orders cannot deadlock; write the order, its lines with
+//!    name and price snapshots, its payment (no PaymentIntent yet), the
+//!    timeline's first step and the expiry job; record the order id on the
+//!    idempotency key as its recovery point.
+//! 2. **Ask the provider** for a PaymentIntent, no transaction open, with
+//!    the provider idempotency key `pi-create-<order id>`: however often this
+//!    step runs for an order, one PaymentIntent exists.
+//! 3. **Attach** the PaymentIntent and complete the idempotency key with the
+//!    response, in one transaction.
+//!
+//! A retry with the same key after a crash resumes from the recovery point
+//! (step 2 again, same PaymentIntent). If the provider refuses or stays
+//! unreachable, the attempt is undone in one transaction (order removed,
+//! stock back, key freed) and the client may retry with the same key. An
+//! attempt abandoned mid-way is undone by the reconciliation sweep after
+//! `ORDER_RECOVERY_AFTER`, and in any case expires with its order.
+
+use axum::{http::StatusCode, response::Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use validator::{Validate, ValidationError};
+
+use super::{
+    after_commit,
+    jobs::Expire,
+    queries::{self, NewLine, NewOrder},
+    status::OrderStatus,
+    transition::{Actor, notify, record_event},
+    views::OrderView,
+};
+use crate::{
+    auth::extract::AuthUser,
+    catalog::queries as catalog,
+    http::error::{ApiError, FieldIssue, FieldIssues},
+    idempotency::Claim,
+    jobs::{self, NewJob},
+    payments::{
+        gateway::{GatewayError, IntentRequest},
+        queries as payments,
+    },
+    state::AppState,
+    users::queries as users,
+};
+
+pub const MAX_LINES: usize = 100;
+pub const MAX_QUANTITY: i64 = 10_000;
+
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlaceOrderRequest {
+    /// 1 to 100 lines, each item at most once.
+    #[validate(length(min = 1, max = 100, code = "lines"), nested, custom(function = "distinct_items"))]
+    pub items: Vec<OrderLineRequest>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OrderLineRequest {
+    pub item_id: Uuid,
+    /// 1 to 10 000.
+    #[validate(range(min = 1, max = 10_000, code = "range"))]
+    pub quantity: i64,
+}
+
+fn distinct_items(lines: &[OrderLineRequest]) -> Result<(), ValidationError> {
+    let mut seen = std::collections::HashSet::new();
+    if lines.iter().all(|line| seen.insert(line.item_id)) {
+        Ok(())
+    } else {
+        Err(ValidationError::new("duplicate_item"))
+    }
+}
+
+/// Why a checkout could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("item {item_id} does not exist or is no longer sold")]
+    ItemNotFound { index: usize, item_id: Uuid },
+    #[error("not enough stock of {name}")]
+    InsufficientStock {
+        index: usize,
+        name: String,
+        available: i64,
+    },
+    #[error("the order total is too large")]
+    TotalTooLarge,
+    #[error(transparent)]
+    Provider(#[from] GatewayError),
+    #[error(transparent)]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl From<CheckoutError> for ApiError {
+    fn from(err: CheckoutError) -> Self {
+        match err {
+            CheckoutError::ItemNotFound { index, item_id } => {
+                ApiError::new(StatusCode::NOT_FOUND, "item_not_found")
+                    .with("item", item_id)
+                    .with_field(
+                        format!("items[{index}].itemId"),
+                        FieldIssue::new("item_not_found"),
+                    )
+            }
+            CheckoutError::InsufficientStock {
+                index,
+                name,
+                available,
+            } => ApiError::new(StatusCode::CONFLICT, "insufficient_stock")
+                .with("item", name)
+                .with_field(
+                    format!("items[{index}].quantity"),
+                    FieldIssue::new("insufficient_stock").with("available", available),
+                ),
+            CheckoutError::TotalTooLarge => ApiError::validation(FieldIssues::new())
+                .with_field("items", FieldIssue::new("total_too_large")),
+            CheckoutError::Provider(GatewayError::Unavailable(why)) => {
+                tracing::warn!(error = %why, "payment provider unavailable during checkout");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payment_provider_unavailable")
+            }
+            CheckoutError::Provider(other) => {
+                tracing::warn!(error = %other, "payment provider refused a checkout");
+                ApiError::new(StatusCode::BAD_GATEWAY, "payment_provider_unavailable")
+            }
+            CheckoutError::Database(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// Runs the checkout for a claimed key; answers 201 with the owner's view.
+pub async fn place_order(
+    state: &AppState,
+    customer: &AuthUser,
+    mut claim: Claim,
+    request: PlaceOrderRequest,
+) -> Result<Response, ApiError> {
+    let order_id = match claim.resource_id() {
+        // A retry after a crash: resume the order the first attempt made.
+        Some(order_id) => order_id,
+        None => reserve(state, customer.id, &mut claim, &request).await?,
+    };
+    let Some(order) = queries::find(state.db.conn(), order_id).await? else {
+        return Err(ApiError::not_found());
+    };
+    let record = queries::record(state.db.conn(), order.clone()).await?;
+    let needs_intent = order.status == OrderStatus::Pending
+        && record
+            .payment
+            .as_ref()
+            .is_some_and(|p| p.provider_payment_id.is_none());
+    if needs_intent {
+        let customer_id = users::find_any(state.db.conn(), customer.id)
+            .await?
+            .and_then(|u| u.stripe_customer_id);
+        let request = IntentRequest {
+            order_id,
+            amount: order.total,
+            currency: order.currency.clone(),
+            customer_id,
+        };
+        let key = format!("pi-create-{order_id}");
+        match state.gateway.create_payment_intent(&request, &key).await {
+            Ok(intent) => {
+                let txn = state.db.begin_write().await?;
+                payments::attach_intent(&*txn, order_id, &intent).await?;
+                notify(&txn, &order, "order.created").await?;
+                let record = queries::record(&*txn, order).await?;
+                let response = claim
+                    .complete(&*txn, StatusCode::CREATED, &OrderView::owner(record))
+                    .await?;
+                txn.commit().await?;
+                claim.committed();
+                tracing::info!(order.id = %order_id, "order placed");
+                return Ok(response);
+            }
+            Err(e) => {
+                undo(state, order_id, &claim).await?;
+                return Err(CheckoutError::Provider(e).into());
+            }
+        }
+    }
+    // Resumed after the PaymentIntent was attached, or the order moved on
+    // (expired, paid): answer with the order as it is.
+    let txn = state.db.begin_write().await?;
+    let response = claim
+        .complete(&*txn, StatusCode::CREATED, &OrderView::owner(record))
+        .await?;
+    txn.commit().await?;
+    claim.committed();
+    Ok(response)
+}
+
+/// Step 1: stock, order, lines, payment, timeline, expiry, recovery point.
+async fn reserve(
+    state: &AppState,
+    user_id: Uuid,
+    claim: &mut Claim,
+    request: &PlaceOrderRequest,
+) -> Result<Uuid, ApiError> {
+    let mut wanted: Vec<(usize, &OrderLineRequest)> = request.items.iter().enumerate().collect();
+    wanted.sort_by_key(|(_, line)| line.item_id);
+    let txn = state.db.begin_write().await?;
+    let mut lines = Vec::with_capacity(wanted.len());
+    let mut total: i64 = 0;
+    for (index, line) in wanted {
+        let Some(item) = queries::take_stock(&*txn, line.item_id, line.quantity).await? else {
+            return Err(shortfall(&*txn, index, line.item_id).await?.into());
+        };
+        let line_total = item
+            .price
+            .checked_mul(line.quantity)
+            .ok_or(CheckoutError::TotalTooLarge)?;
+        total = total.checked_add(line_total).ok_or(CheckoutError::TotalTooLarge)?;
+        lines.push(NewLine {
+            item_id: item.id,
+            item_name: item.name,
+            unit_price: item.price,
+            quantity: line.quantity,
+            line_total,
+        });
+    }
+    let order_id = crate::db::new_id();
+    let timeout = chrono::Duration::from_std(state.config.order_payment_timeout)
+        .unwrap_or(chrono::Duration::minutes(30));
+    let expires_at = crate::db::now() + timeout;
+    let currency = state.config.shop_currency.clone();
+    queries::insert(
+        &*txn,
+        NewOrder {
+            id: order_id,
+            user_id,
+            currency: currency.clone(),
+            total,
+            expires_at,
+            lines,
+        },
+    )
+    .await?;
+    payments::insert_payment(&*txn, order_id, state.gateway.provider(), total, &currency).await?;
+    record_event(&*txn, order_id, None, OrderStatus::Pending, Actor::User(user_id), None).await?;
+    jobs::enqueue(&txn, NewJob::of(&Expire { order_id }).at(expires_at)).await?;
+    claim.checkpoint(&*txn, order_id).await?;
+    txn.commit().await?;
+    after_commit(&state.cache, true).await;
+    Ok(order_id)
+}
+
+/// Why the stock of `item_id` could not be taken.
+async fn shortfall(
+    conn: &impl sea_orm::ConnectionTrait,
+    index: usize,
+    item_id: Uuid,
+) -> Result<CheckoutError, sea_orm::DbErr> {
+    Ok(match catalog::find(conn, item_id, false).await? {
+        Some(item) => CheckoutError::InsufficientStock {
+            index,
+            name: item.name,
+            available: item.stock,
+        },
+        None => CheckoutError::ItemNotFound { index, item_id },
+    })
+}
+
+/// The provider said no: remove the attempt and free the key, together.
+async fn undo(state: &AppState, order_id: Uuid, claim: &Claim) -> Result<(), ApiError> {
+    let txn = state.db.begin_write().await?;
+    let undone = queries::undo_checkout(&*txn, order_id).await?;
+    claim.release(&*txn).await?;
+    txn.commit().await?;
+    after_commit(&state.cache, undone).await;
+    Ok(())
+}

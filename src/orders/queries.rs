@@ -1,0 +1,295 @@
+//! Reads of orders and their parts, and the writes of placing one (the only
+//! writes of `orders` outside `transition`).
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use super::{
+    model::{
+        order::{self, Entity as Orders},
+        order_event::{self, Entity as OrderEvents},
+        order_line::{self, Entity as OrderLines},
+    },
+    status::OrderStatus,
+};
+use crate::{
+    catalog::item::{self, Entity as Items},
+    http::pagination::{Cursor, Page, PageRequest},
+    payments::model::{payment, refund},
+    users::role::Role,
+};
+
+/// An order with everything its views show.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub order: order::Model,
+    pub lines: Vec<order_line::Model>,
+    pub payment: Option<payment::Model>,
+}
+
+/// The staff view's extra parts.
+#[derive(Debug, Clone)]
+pub struct OrderHistory {
+    pub refunds: Vec<refund::Model>,
+    pub timeline: Vec<order_event::Model>,
+}
+
+pub async fn find<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<Option<order::Model>, DbErr> {
+    Orders::find_by_id(id)
+        .filter(order::Column::DeletedAt.is_null())
+        .one(conn)
+        .await
+}
+
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    order: order::Model,
+) -> Result<OrderRecord, DbErr> {
+    let lines = OrderLines::find()
+        .filter(order_line::Column::OrderId.eq(order.id))
+        .order_by_asc(order_line::Column::ItemId)
+        .all(conn)
+        .await?;
+    let payment = crate::payments::queries::payment_of_order(conn, order.id).await?;
+    Ok(OrderRecord {
+        order,
+        lines,
+        payment,
+    })
+}
+
+pub async fn history<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Result<OrderHistory, DbErr> {
+    let timeline = OrderEvents::find()
+        .filter(order_event::Column::OrderId.eq(order_id))
+        .order_by_asc(order_event::Column::At)
+        .order_by_asc(order_event::Column::Id)
+        .all(conn)
+        .await?;
+    let refunds = crate::payments::queries::refunds_of_order(conn, order_id).await?;
+    Ok(OrderHistory { refunds, timeline })
+}
+
+/// Who may see which orders in a list.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub user_id: Option<Uuid>,
+    pub status: Option<OrderStatus>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Statuses the caller may see (staff roles see part of the life cycle).
+    pub visible: Option<Vec<OrderStatus>>,
+}
+
+impl OrderFilter {
+    /// The statuses `role` may list, or `None` for all.
+    pub fn visible_to(role: Role) -> Option<Vec<OrderStatus>> {
+        let visible: Vec<OrderStatus> = OrderStatus::ALL
+            .into_iter()
+            .filter(|s| s.visible_to_staff(role))
+            .collect();
+        (visible.len() < OrderStatus::ALL.len()).then_some(visible)
+    }
+}
+
+/// A page of orders, newest first, each with its lines and payment.
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    filter: &OrderFilter,
+    page: &PageRequest,
+) -> Result<Page<OrderRecord>, DbErr> {
+    let mut select = Orders::find().filter(order::Column::DeletedAt.is_null());
+    if let Some(user_id) = filter.user_id {
+        select = select.filter(order::Column::UserId.eq(user_id));
+    }
+    if let Some(status) = filter.status {
+        select = select.filter(order::Column::Status.eq(status));
+    }
+    if let Some(visible) = &filter.visible {
+        select = select.filter(order::Column::Status.is_in(visible.iter().copied()));
+    }
+    if let Some(from) = filter.from {
+        select = select.filter(order::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = filter.to {
+        select = select.filter(order::Column::CreatedAt.lt(to));
+    }
+    let rows = page
+        .apply(select, order::Column::CreatedAt, order::Column::Id)
+        .all(conn)
+        .await?;
+    let page = page.finish(
+        rows,
+        |o| Cursor {
+            created_at: o.created_at,
+            id: o.id,
+        },
+        |o| o,
+    );
+    let mut items = Vec::with_capacity(page.items.len());
+    for order in page.items {
+        items.push(record(conn, order).await?);
+    }
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+        has_more: page.has_more,
+    })
+}
+
+/// Takes `quantity` of an item if enough remains; the item as it is now,
+/// or `None` if it is missing, deleted or short. The condition is in the
+/// `UPDATE` itself, so concurrent orders can never oversell.
+pub async fn take_stock<C: ConnectionTrait>(
+    conn: &C,
+    item_id: Uuid,
+    quantity: i64,
+) -> Result<Option<item::Model>, DbErr> {
+    let taken = Items::update_many()
+        .col_expr(
+            item::Column::Stock,
+            Expr::col(item::Column::Stock).sub(quantity),
+        )
+        .col_expr(item::Column::UpdatedAt, Expr::value(crate::db::now()))
+        .filter(item::Column::Id.eq(item_id))
+        .filter(item::Column::DeletedAt.is_null())
+        .filter(item::Column::Stock.gte(quantity))
+        .exec(conn)
+        .await?;
+    if taken.rows_affected != 1 {
+        return Ok(None);
+    }
+    Items::find_by_id(item_id).one(conn).await
+}
+
+/// A new PENDING order with its lines (name and price as they are now).
+pub struct NewOrder {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub currency: String,
+    pub total: i64,
+    pub expires_at: DateTime<Utc>,
+    pub lines: Vec<NewLine>,
+}
+
+pub struct NewLine {
+    pub item_id: Uuid,
+    pub item_name: String,
+    pub unit_price: i64,
+    pub quantity: i64,
+    pub line_total: i64,
+}
+
+pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewOrder) -> Result<(), DbErr> {
+    let now = crate::db::now();
+    Orders::insert(order::ActiveModel {
+        id: Set(new.id),
+        user_id: Set(new.user_id),
+        status: Set(OrderStatus::Pending),
+        currency: Set(new.currency),
+        total: Set(new.total),
+        tracking_number: Set(None),
+        carrier: Set(None),
+        shipped_at: Set(None),
+        delivered_at: Set(None),
+        canceled_at: Set(None),
+        refunded_at: Set(None),
+        expires_at: Set(new.expires_at),
+        deleted_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    let lines: Vec<order_line::ActiveModel> = new
+        .lines
+        .into_iter()
+        .map(|line| order_line::ActiveModel {
+            id: Set(crate::db::new_id()),
+            order_id: Set(new.id),
+            item_id: Set(line.item_id),
+            item_name: Set(line.item_name),
+            unit_price: Set(line.unit_price),
+            quantity: Set(line.quantity),
+            line_total: Set(line.line_total),
+        })
+        .collect();
+    OrderLines::insert_many(lines)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Undoes a checkout whose payment could not be created: the order and its
+/// parts go, its stock comes back. Only while its payment has no
+/// PaymentIntent (a concurrent resume that attached one wins); `false` if
+/// there was nothing to undo.
+pub async fn undo_checkout<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Result<bool, DbErr> {
+    let removed = payment::Entity::delete_many()
+        .filter(payment::Column::OrderId.eq(order_id))
+        .filter(payment::Column::ProviderPaymentId.is_null())
+        .exec(conn)
+        .await?;
+    if removed.rows_affected != 1 {
+        return Ok(false);
+    }
+    return_stock(conn, order_id).await?;
+    OrderLines::delete_many()
+        .filter(order_line::Column::OrderId.eq(order_id))
+        .exec(conn)
+        .await?;
+    OrderEvents::delete_many()
+        .filter(order_event::Column::OrderId.eq(order_id))
+        .exec(conn)
+        .await?;
+    Orders::delete_many()
+        .filter(order::Column::Id.eq(order_id))
+        .filter(order::Column::Status.eq(OrderStatus::Pending))
+        .exec(conn)
+        .await?;
+    Ok(true)
+}
+
+/// Gives an order's goods back to the catalogue, items in id order (the
+/// order placement takes them in, so the two never deadlock).
+pub async fn return_stock<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Result<(), DbErr> {
+    let lines = OrderLines::find()
+        .filter(order_line::Column::OrderId.eq(order_id))
+        .order_by_asc(order_line::Column::ItemId)
+        .all(conn)
+        .await?;
+    let now = crate::db::now();
+    for line in lines {
+        Items::update_many()
+            .col_expr(
+                item::Column::Stock,
+                Expr::col(item::Column::Stock).add(line.quantity),
+            )
+            .col_expr(item::Column::UpdatedAt, Expr::value(now))
+            .filter(item::Column::Id.eq(line.item_id))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Soft-deletes an order (staff); only from a final or never-paid status.
+pub async fn soft_delete<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+    allowed: &[OrderStatus],
+) -> Result<bool, DbErr> {
+    let now = crate::db::now();
+    let deleted = Orders::update_many()
+        .col_expr(order::Column::DeletedAt, Expr::value(now))
+        .col_expr(order::Column::UpdatedAt, Expr::value(now))
+        .filter(order::Column::Id.eq(order_id))
+        .filter(order::Column::DeletedAt.is_null())
+        .filter(order::Column::Status.is_in(allowed.iter().copied()))
+        .exec(conn)
+        .await?;
+    Ok(deleted.rows_affected == 1)
+}

@@ -1,0 +1,320 @@
+//! The one function that changes an order's status (spec §4.1), used by
+//! HTTP handlers, jobs and the webhook alike.
+//!
+//! A transition is a conditional write on the status the order had when we
+//! read it (`UPDATE … WHERE id = ? AND status = ?`): of two racing actors
+//! exactly one succeeds, the other gets [`TransitionError::Conflict`] (409 over
+//! HTTP, a no-op in a job). Its effects are written in the **same
+//! transaction**: the timeline event, stock restored, the refund record, and
+//! the jobs that finish the work after commit (process, cancel the
+//! PaymentIntent, refund, notify). So a transition and its consequences
+//! commit together or not at all.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    sea_query::Expr,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    jobs::Process,
+    model::{
+        order::{self, Entity as Orders},
+        order_event,
+    },
+    status::OrderStatus,
+};
+use crate::{
+    db::WriteTxn,
+    jobs::{self, NewJob},
+    notifications::deliver::Deliver,
+    payments::{
+        jobs::{CancelPayment, Refund},
+        model::payment::PaymentStatus,
+        queries as payments,
+    },
+};
+
+/// Who moved the order (recorded in the timeline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    User(Uuid),
+    /// Timers and sweeps (payment timeout, recovery).
+    System,
+    /// A payment provider event.
+    Webhook,
+    /// A background job (processing, reconciliation, compensation).
+    Job,
+}
+
+impl Actor {
+    pub fn label(self) -> String {
+        match self {
+            Actor::User(id) => id.to_string(),
+            Actor::System => "system".into(),
+            Actor::Webhook => "webhook".into(),
+            Actor::Job => "job".into(),
+        }
+    }
+}
+
+/// A requested status change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub to: OrderStatus,
+    pub actor: Actor,
+    pub reason: Option<String>,
+    /// SHIPPED: the parcel's tracking number and carrier.
+    pub tracking_number: Option<String>,
+    pub carrier: Option<String>,
+    /// REFUNDED: put the goods back in stock even if they had left.
+    pub restock: bool,
+    /// Tell the owner (off when the caller records a more specific event,
+    /// such as `order.failed`).
+    pub notify: bool,
+}
+
+impl Change {
+    pub fn to(to: OrderStatus, actor: Actor) -> Self {
+        Self {
+            to,
+            actor,
+            reason: None,
+            tracking_number: None,
+            carrier: None,
+            restock: false,
+            notify: true,
+        }
+    }
+
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// What the provider still has to do after the transition (the 202 cases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentAction {
+    /// The unpaid PaymentIntent is being canceled.
+    CancelPayment,
+    /// The payment is being refunded.
+    Refund,
+}
+
+#[derive(Debug)]
+pub struct Transitioned {
+    pub order: order::Model,
+    pub from: OrderStatus,
+    pub payment_action: Option<PaymentAction>,
+    /// Stock went back to the catalogue: invalidate its cache after commit.
+    pub restocked: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("no such order")]
+    NotFound,
+    /// The life cycle has no such edge.
+    #[error("an order cannot go from {from} to {to}")]
+    Invalid { from: OrderStatus, to: OrderStatus },
+    /// Someone else changed the order between our read and our write.
+    #[error("the order changed meanwhile (it was {expected})")]
+    Conflict { expected: OrderStatus },
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Moves order `order_id` as `change` asks, with every effect, inside `txn`.
+pub async fn transition(
+    txn: &WriteTxn,
+    order_id: Uuid,
+    change: Change,
+) -> Result<Transitioned, TransitionError> {
+    let current = Orders::find_by_id(order_id)
+        .filter(order::Column::DeletedAt.is_null())
+        .one(&**txn)
+        .await?
+        .ok_or(TransitionError::NotFound)?;
+    let from = current.status;
+    if !from.may_become(change.to) {
+        return Err(TransitionError::Invalid {
+            from,
+            to: change.to,
+        });
+    }
+    write_status(txn, &current, &change).await?;
+    record_event(&**txn, order_id, Some(from), change.to, change.actor, change.reason.clone())
+        .await?;
+    let order = Orders::find_by_id(order_id)
+        .one(&**txn)
+        .await?
+        .ok_or(TransitionError::NotFound)?;
+    let mut done = Transitioned {
+        order,
+        from,
+        payment_action: None,
+        restocked: false,
+    };
+    apply_effects(txn, &change, &mut done).await?;
+    metrics::counter!("orders_transitions_total", "from" => from.as_str(), "to" => change.to.as_str())
+        .increment(1);
+    tracing::info!(
+        order.id = %order_id,
+        order.from = from.as_str(),
+        order.to = change.to.as_str(),
+        actor = %change.actor.label(),
+        "order transition"
+    );
+    Ok(done)
+}
+
+/// The compare-and-set: only if the status is still the one we read.
+async fn write_status(
+    txn: &WriteTxn,
+    current: &order::Model,
+    change: &Change,
+) -> Result<(), TransitionError> {
+    let now = crate::db::now();
+    let mut update = Orders::update_many()
+        .col_expr(order::Column::Status, Expr::value(change.to))
+        .col_expr(order::Column::UpdatedAt, Expr::value(now));
+    update = match change.to {
+        OrderStatus::Shipped => update
+            .col_expr(order::Column::ShippedAt, Expr::value(now))
+            .col_expr(
+                order::Column::TrackingNumber,
+                Expr::value(change.tracking_number.clone()),
+            )
+            .col_expr(order::Column::Carrier, Expr::value(change.carrier.clone())),
+        OrderStatus::Delivered => update.col_expr(order::Column::DeliveredAt, Expr::value(now)),
+        OrderStatus::Canceled => update.col_expr(order::Column::CanceledAt, Expr::value(now)),
+        OrderStatus::Refunded => update.col_expr(order::Column::RefundedAt, Expr::value(now)),
+        OrderStatus::Pending | OrderStatus::Paid | OrderStatus::Processed => update,
+    };
+    let written = update
+        .filter(order::Column::Id.eq(current.id))
+        .filter(order::Column::Status.eq(current.status))
+        .exec(&**txn)
+        .await?;
+    if written.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(TransitionError::Conflict {
+            expected: current.status,
+        })
+    }
+}
+
+/// Appends one step to the order's timeline.
+pub async fn record_event<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
+    actor: Actor,
+    reason: Option<String>,
+) -> Result<(), DbErr> {
+    order_event::Entity::insert(order_event::ActiveModel {
+        id: Set(crate::db::new_id()),
+        order_id: Set(order_id),
+        from_status: Set(from),
+        to_status: Set(to),
+        actor: Set(actor.label()),
+        reason: Set(reason),
+        at: Set(crate::db::now()),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+async fn apply_effects(
+    txn: &WriteTxn,
+    change: &Change,
+    done: &mut Transitioned,
+) -> Result<(), TransitionError> {
+    let order_id = done.order.id;
+    match change.to {
+        OrderStatus::Paid => {
+            jobs::enqueue(txn, NewJob::of(&Process { order_id })).await?;
+        }
+        OrderStatus::Canceled => {
+            super::queries::return_stock(&**txn, order_id).await?;
+            done.restocked = true;
+            done.payment_action = settle_payment(txn, &done.order, change).await?;
+        }
+        OrderStatus::Refunded => {
+            if done.from.goods_in_stock() || change.restock {
+                super::queries::return_stock(&**txn, order_id).await?;
+                done.restocked = true;
+            }
+            done.payment_action = settle_payment(txn, &done.order, change).await?;
+        }
+        OrderStatus::Pending
+        | OrderStatus::Processed
+        | OrderStatus::Shipped
+        | OrderStatus::Delivered => {}
+    }
+    if change.notify {
+        notify(txn, &done.order, event_name(change.to)).await?;
+    }
+    Ok(())
+}
+
+fn event_name(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Pending => "order.created",
+        OrderStatus::Paid => "order.paid",
+        OrderStatus::Processed => "order.processed",
+        OrderStatus::Shipped => "order.shipped",
+        OrderStatus::Delivered => "order.delivered",
+        OrderStatus::Canceled => "order.canceled",
+        OrderStatus::Refunded => "order.refunded",
+    }
+}
+
+/// Records `event` for the order's owner, by a job committed with the change.
+pub async fn notify(txn: &WriteTxn, order: &order::Model, event: &str) -> Result<(), DbErr> {
+    let job = Deliver {
+        user_id: order.user_id,
+        event: event.to_owned(),
+        data: json!({
+            "orderId": order.id,
+            "status": order.status,
+            "total": order.total,
+            "currency": order.currency,
+        }),
+    };
+    jobs::enqueue(txn, NewJob::of(&job)).await?;
+    Ok(())
+}
+
+/// Leaving a live order means settling its payment: refund what was
+/// charged, cancel what was not. Both happen in jobs after commit.
+async fn settle_payment(
+    txn: &WriteTxn,
+    order: &order::Model,
+    change: &Change,
+) -> Result<Option<PaymentAction>, DbErr> {
+    let Some(payment) = payments::payment_of_order(&**txn, order.id).await? else {
+        return Ok(None);
+    };
+    match payment.status {
+        PaymentStatus::Succeeded => {
+            payments::open_refund(&**txn, &payment, change.reason.clone()).await?;
+            jobs::enqueue(txn, NewJob::of(&Refund { order_id: order.id })).await?;
+            Ok(Some(PaymentAction::Refund))
+        }
+        PaymentStatus::Refunded | PaymentStatus::Canceled => Ok(None),
+        PaymentStatus::Creating
+        | PaymentStatus::RequiresPayment
+        | PaymentStatus::Processing
+        | PaymentStatus::Failed => {
+            jobs::enqueue(txn, NewJob::of(&CancelPayment { order_id: order.id })).await?;
+            Ok(Some(PaymentAction::CancelPayment))
+        }
+    }
+}

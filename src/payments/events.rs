@@ -1,0 +1,192 @@
+//! What a fact about a PaymentIntent does to its order, whoever learned it:
+//! the webhook, the reconciliation sweep, or an expiring order asking the
+//! provider. One function, so the rules of spec §7.2 hold on every path:
+//! - succeeded → PAID; on an order already CANCELED, an automatic refund
+//!   (never lost, never re-opening the order);
+//! - failed or canceled → CANCELED with stock restored, if still PENDING.
+//!
+//! Events may arrive in any order and any number of times: every write here
+//! is conditional, so a repeated or stale fact changes nothing.
+
+use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use uuid::Uuid;
+
+use super::{
+    jobs::Refund,
+    model::payment::{self, Entity as Payments, PaymentStatus},
+    queries::{self as payments, UNSETTLED},
+};
+use crate::{
+    db::WriteTxn,
+    jobs::{self, NewJob},
+    orders::{
+        model::order::Entity as Orders,
+        status::OrderStatus,
+        transition::{Actor, Change, TransitionError, Transitioned, transition},
+    },
+};
+
+/// The provider's final word on a PaymentIntent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentOutcome {
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+/// What applying an outcome did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub transitioned: Option<Transitioned>,
+    /// A payment landed on a canceled order and is being refunded.
+    pub auto_refund: bool,
+}
+
+impl Applied {
+    pub fn restocked(&self) -> bool {
+        self.transitioned.as_ref().is_some_and(|t| t.restocked)
+    }
+}
+
+/// Applies `outcome` of PaymentIntent `intent_id` to the order it pays for.
+pub async fn apply_intent_outcome(
+    txn: &WriteTxn,
+    order_id: Uuid,
+    intent_id: &str,
+    outcome: IntentOutcome,
+    actor: Actor,
+) -> Result<Applied, DbErr> {
+    let Some(payment) = payments::payment_of_order(&**txn, order_id).await? else {
+        return Ok(Applied::default());
+    };
+    match &payment.provider_payment_id {
+        Some(known) if known != intent_id => {
+            tracing::warn!(order.id = %order_id, payment.intent = intent_id, "event for a PaymentIntent that is not the order's; ignored");
+            return Ok(Applied::default());
+        }
+        Some(_) => {}
+        // The event overtook the checkout that stores the id: record it now.
+        None => remember_intent(txn, payment.id, intent_id).await?,
+    }
+    let new_status = match outcome {
+        IntentOutcome::Succeeded => PaymentStatus::Succeeded,
+        IntentOutcome::Failed => PaymentStatus::Failed,
+        IntentOutcome::Canceled => PaymentStatus::Canceled,
+    };
+    let from: &[PaymentStatus] = match outcome {
+        IntentOutcome::Succeeded | IntentOutcome::Canceled => &UNSETTLED,
+        // A decline never overrides a later success or cancellation.
+        IntentOutcome::Failed => &UNSETTLED[..3],
+    };
+    payments::set_payment_status(&**txn, payment.id, from, new_status).await?;
+    // A racing transition may move the order between our read and our
+    // write; read again and decide again (a few rounds at most).
+    for _ in 0..3 {
+        let Some(order) = Orders::find_by_id(order_id).one(&**txn).await? else {
+            return Ok(Applied::default());
+        };
+        let result = match (outcome, order.status) {
+            (IntentOutcome::Succeeded, OrderStatus::Pending) => {
+                transition(txn, order_id, Change::to(OrderStatus::Paid, actor)).await
+            }
+            (IntentOutcome::Succeeded, OrderStatus::Canceled) => {
+                refund_late_payment(txn, &payment).await?;
+                return Ok(Applied {
+                    transitioned: None,
+                    auto_refund: true,
+                });
+            }
+            (IntentOutcome::Failed, OrderStatus::Pending) => {
+                let change = Change::to(OrderStatus::Canceled, actor).because("payment_failed");
+                transition(txn, order_id, change).await
+            }
+            (IntentOutcome::Canceled, OrderStatus::Pending) => {
+                let change = Change::to(OrderStatus::Canceled, actor).because("payment_canceled");
+                transition(txn, order_id, change).await
+            }
+            // Already where this fact leads, or past it.
+            _ => return Ok(Applied::default()),
+        };
+        match result {
+            Ok(done) => {
+                return Ok(Applied {
+                    transitioned: Some(done),
+                    auto_refund: false,
+                });
+            }
+            Err(TransitionError::Conflict { .. }) => continue,
+            Err(TransitionError::NotFound | TransitionError::Invalid { .. }) => {
+                return Ok(Applied::default());
+            }
+            Err(TransitionError::Database(e)) => return Err(e),
+        }
+    }
+    Err(DbErr::Custom(format!(
+        "order {order_id} kept changing while a payment event was applied"
+    )))
+}
+
+async fn remember_intent(txn: &WriteTxn, payment_id: Uuid, intent_id: &str) -> Result<(), DbErr> {
+    Payments::update_many()
+        .col_expr(
+            payment::Column::ProviderPaymentId,
+            Expr::value(intent_id.to_owned()),
+        )
+        .filter(payment::Column::Id.eq(payment_id))
+        .filter(payment::Column::ProviderPaymentId.is_null())
+        .exec(&**txn)
+        .await?;
+    Ok(())
+}
+
+/// A payment that succeeded on a canceled order goes back to the customer.
+async fn refund_late_payment(txn: &WriteTxn, payment: &payment::Model) -> Result<(), DbErr> {
+    let reason = Some("payment_after_cancellation".to_owned());
+    payments::open_refund(&**txn, payment, reason).await?;
+    jobs::enqueue(
+        txn,
+        NewJob::of(&Refund {
+            order_id: payment.order_id,
+        }),
+    )
+    .await?;
+    tracing::info!(order.id = %payment.order_id, "payment landed on a canceled order; refunding it");
+    Ok(())
+}
+
+/// Records a webhook event id; `false` if it was seen before (a duplicate
+/// delivery). Written in the transaction of the event's effects, so an
+/// event whose processing failed leaves no record and is processed again
+/// when the provider retries.
+pub async fn record_event(txn: &WriteTxn, event_id: &str, event_type: &str) -> Result<bool, DbErr> {
+    use super::model::payment_event::{self, Entity as PaymentEvents};
+    let now = crate::db::now();
+    let inserted = PaymentEvents::insert(payment_event::ActiveModel {
+        id: Set(crate::db::new_id()),
+        provider_event_id: Set(event_id.to_owned()),
+        event_type: Set(event_type.to_owned()),
+        received_at: Set(now),
+        processed_at: Set(Some(now)),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(payment_event::Column::ProviderEventId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&**txn)
+    .await?;
+    Ok(inserted == 1)
+}
+
+/// Removes processed events past retention (the maintenance job).
+pub async fn delete_events_before(
+    conn: &impl sea_orm::ConnectionTrait,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    use super::model::payment_event::{self, Entity as PaymentEvents};
+    Ok(PaymentEvents::delete_many()
+        .filter(payment_event::Column::ReceivedAt.lt(before))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}

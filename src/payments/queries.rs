@@ -1,0 +1,198 @@
+//! Queries on `payments` and `refunds`. Every status write is conditional,
+//! so a late or repeated provider event can never move a payment backwards.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, OnConflict},
+};
+use uuid::Uuid;
+
+use super::{
+    gateway::PaymentIntent,
+    model::{
+        payment::{self, Entity as Payments, PaymentStatus},
+        refund::{self, Entity as Refunds, RefundStatus},
+    },
+};
+
+pub async fn payment_of_order<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+) -> Result<Option<payment::Model>, DbErr> {
+    Payments::find()
+        .filter(payment::Column::OrderId.eq(order_id))
+        .one(conn)
+        .await
+}
+
+pub async fn payment_by_intent<C: ConnectionTrait>(
+    conn: &C,
+    intent_id: &str,
+) -> Result<Option<payment::Model>, DbErr> {
+    Payments::find()
+        .filter(payment::Column::ProviderPaymentId.eq(intent_id))
+        .one(conn)
+        .await
+}
+
+pub async fn refund_of_order<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+) -> Result<Option<refund::Model>, DbErr> {
+    Refunds::find()
+        .filter(refund::Column::OrderId.eq(order_id))
+        .one(conn)
+        .await
+}
+
+pub async fn refunds_of_order<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+) -> Result<Vec<refund::Model>, DbErr> {
+    Refunds::find()
+        .filter(refund::Column::OrderId.eq(order_id))
+        .all(conn)
+        .await
+}
+
+/// The payment of a new order, before its PaymentIntent exists.
+pub async fn insert_payment<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+    provider: &str,
+    amount: i64,
+    currency: &str,
+) -> Result<(), DbErr> {
+    let now = crate::db::now();
+    Payments::insert(payment::ActiveModel {
+        id: Set(crate::db::new_id()),
+        order_id: Set(order_id),
+        provider: Set(provider.to_owned()),
+        provider_payment_id: Set(None),
+        client_secret: Set(None),
+        amount: Set(amount),
+        currency: Set(currency.to_owned()),
+        status: Set(PaymentStatus::Creating),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the PaymentIntent of an order's payment, once: a resumed checkout
+/// that created the same intent (same provider idempotency key) finds it
+/// already stored and changes nothing.
+pub async fn attach_intent<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+    intent: &PaymentIntent,
+) -> Result<bool, DbErr> {
+    let written = Payments::update_many()
+        .col_expr(
+            payment::Column::ProviderPaymentId,
+            Expr::value(intent.id.clone()),
+        )
+        .col_expr(
+            payment::Column::ClientSecret,
+            Expr::value(intent.client_secret.clone()),
+        )
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::RequiresPayment),
+        )
+        .col_expr(payment::Column::UpdatedAt, Expr::value(crate::db::now()))
+        .filter(payment::Column::OrderId.eq(order_id))
+        .filter(payment::Column::ProviderPaymentId.is_null())
+        .exec(conn)
+        .await?;
+    Ok(written.rows_affected == 1)
+}
+
+/// Moves a payment to `to` only from one of `from` (never backwards).
+pub async fn set_payment_status<C: ConnectionTrait>(
+    conn: &C,
+    payment_id: Uuid,
+    from: &[PaymentStatus],
+    to: PaymentStatus,
+) -> Result<bool, DbErr> {
+    let written = Payments::update_many()
+        .col_expr(payment::Column::Status, Expr::value(to))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(crate::db::now()))
+        .filter(payment::Column::Id.eq(payment_id))
+        .filter(payment::Column::Status.is_in(from.iter().copied()))
+        .exec(conn)
+        .await?;
+    Ok(written.rows_affected == 1)
+}
+
+/// Statuses a payment can be in before the provider settles it.
+pub const UNSETTLED: [PaymentStatus; 4] = [
+    PaymentStatus::Creating,
+    PaymentStatus::RequiresPayment,
+    PaymentStatus::Processing,
+    PaymentStatus::Failed,
+];
+
+/// Decides to refund `payment` in full: one refund per payment, so a second
+/// decision (a cancel racing a late webhook, say) finds the first.
+pub async fn open_refund<C: ConnectionTrait>(
+    conn: &C,
+    payment: &payment::Model,
+    reason: Option<String>,
+) -> Result<(), DbErr> {
+    let now = crate::db::now();
+    Refunds::insert(refund::ActiveModel {
+        id: Set(crate::db::new_id()),
+        payment_id: Set(payment.id),
+        order_id: Set(payment.order_id),
+        provider_refund_id: Set(None),
+        amount: Set(payment.amount),
+        currency: Set(payment.currency.clone()),
+        status: Set(RefundStatus::Pending),
+        reason: Set(reason),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(refund::Column::PaymentId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the provider's answer about a refund. A refund that succeeded
+/// stays succeeded whatever arrives later.
+pub async fn sync_refund<C: ConnectionTrait>(
+    conn: &C,
+    refund_id: Uuid,
+    provider_refund_id: &str,
+    status: RefundStatus,
+) -> Result<(), DbErr> {
+    Refunds::update_many()
+        .col_expr(
+            refund::Column::ProviderRefundId,
+            Expr::value(provider_refund_id.to_owned()),
+        )
+        .col_expr(refund::Column::Status, Expr::value(status))
+        .col_expr(refund::Column::UpdatedAt, Expr::value(crate::db::now()))
+        .filter(refund::Column::Id.eq(refund_id))
+        .filter(refund::Column::Status.ne(RefundStatus::Succeeded))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn refund_by_provider_id<C: ConnectionTrait>(
+    conn: &C,
+    provider_refund_id: &str,
+) -> Result<Option<refund::Model>, DbErr> {
+    Refunds::find()
+        .filter(refund::Column::ProviderRefundId.eq(provider_refund_id))
+        .one(conn)
+        .await
+}
