@@ -139,9 +139,24 @@ mod tests {
         let locks = MemoryLocks::default();
         let first = locks.try_acquire("refund:1", Duration::from_secs(5)).await;
         assert!(first.is_some());
-        assert!(locks.try_acquire("refund:1", Duration::from_secs(5)).await.is_none());
-        assert!(locks.try_acquire("refund:2", Duration::from_secs(5)).await.is_some());
+        assert!(
+            locks
+                .try_acquire("refund:1", Duration::from_secs(5))
+                .await
+                .is_none()
+        );
+        assert!(
+            locks
+                .try_acquire("refund:2", Duration::from_secs(5))
+                .await
+                .is_some()
+        );
         drop(first);
-        assert!(locks.try_acquire("refund:1", Duration::from_secs(5)).await.is_some());
+        assert!(
+            locks
+                .try_acquire("refund:1", Duration::from_secs(5))
+                .await
+                .is_some()
+        );
     }
 }

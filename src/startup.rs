@@ -18,7 +18,6 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     auth::{password::PasswordHasher, sessions::SessionGate, tokens::TokenKeys},
     cache::{MemoryCache, RedisCache, SharedCache},
-    locks::{MemoryLocks, RedisLocks, SharedLocks},
     config::{self, Config},
     db::{self, Database},
     http::{extract::TrustForwardedFor, health, middleware as mw, openapi},
@@ -29,6 +28,7 @@ use crate::{
         worker::{WorkerPool, WorkerSettings},
     },
     kv::Kv,
+    locks::{MemoryLocks, RedisLocks, SharedLocks},
     rate_limit::{MemoryRateLimiter, Quotas, RedisRateLimiter, SharedRateLimiter},
     state::{AppState, Services},
     telemetry,

@@ -156,7 +156,15 @@ async fn create_item(
                 .with("currency", state.config.shop_currency.to_uppercase()),
         ));
     }
-    let claim = match idempotency::claim(&state.db, &key, Some(actor.id), &fingerprint, state.config.idempotency_lease).await? {
+    let claim = match idempotency::claim(
+        &state.db,
+        &key,
+        Some(actor.id),
+        &fingerprint,
+        state.config.idempotency_lease,
+    )
+    .await?
+    {
         Claimed::Replay(response) => return Ok(response),
         Claimed::Proceed(claim) => claim,
     };

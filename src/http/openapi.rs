@@ -12,7 +12,8 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    auth, catalog, http::error::Problem, http::health, jobs, orders, payments, state::AppState, users,
+    auth, catalog, http::error::Problem, http::health, jobs, orders, payments, state::AppState,
+    users,
 };
 
 #[derive(OpenApi)]

@@ -410,10 +410,15 @@ async fn delete_order(
         let change = Change::to(OrderStatus::Canceled, Actor::User(staff.id)).because("deleted");
         restocked = transition(&txn, id, change).await?.restocked;
     }
-    let deletable = [OrderStatus::Pending, OrderStatus::Canceled, OrderStatus::Refunded];
+    let deletable = [
+        OrderStatus::Pending,
+        OrderStatus::Canceled,
+        OrderStatus::Refunded,
+    ];
     if !queries::soft_delete(&*txn, id, &deletable).await? {
-        return Err(ApiError::new(StatusCode::CONFLICT, "order_not_deletable")
-            .with("status", order.status));
+        return Err(
+            ApiError::new(StatusCode::CONFLICT, "order_not_deletable").with("status", order.status)
+        );
     }
     txn.commit().await?;
     after_commit(&state.cache, restocked).await;

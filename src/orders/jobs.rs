@@ -41,10 +41,20 @@ impl Job for Process {
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let txn = ctx.db.begin_write().await?;
-        match transition(&txn, self.order_id, Change::to(OrderStatus::Processed, Actor::Job)).await {
+        match transition(
+            &txn,
+            self.order_id,
+            Change::to(OrderStatus::Processed, Actor::Job),
+        )
+        .await
+        {
             Ok(_) => txn.commit().await?,
             // Canceled or refunded meanwhile, or processed by an earlier run.
-            Err(TransitionError::NotFound | TransitionError::Invalid { .. } | TransitionError::Conflict { .. }) => {}
+            Err(
+                TransitionError::NotFound
+                | TransitionError::Invalid { .. }
+                | TransitionError::Conflict { .. },
+            ) => {}
             Err(TransitionError::Database(e)) => return Err(e.into()),
         }
         Ok(())
@@ -150,9 +160,14 @@ pub async fn settle_pending(
     let payment = payments::payment_of_order(ctx.db.conn(), order.id).await?;
     let intent_id = payment.and_then(|p| p.provider_payment_id);
     let Some(intent_id) = intent_id else {
-        let recovery = chrono::Duration::from_std(ctx.config.order_recovery_after).unwrap_or_default();
+        let recovery =
+            chrono::Duration::from_std(ctx.config.order_recovery_after).unwrap_or_default();
         if overdue || order.created_at + recovery <= now {
-            let reason = if overdue { "payment_timeout" } else { "checkout_abandoned" };
+            let reason = if overdue {
+                "payment_timeout"
+            } else {
+                "checkout_abandoned"
+            };
             return cancel_unpaid(ctx, order.id, reason, true).await;
         }
         return Ok(());
@@ -173,7 +188,8 @@ pub async fn settle_pending(
     match outcome {
         Some(outcome) => {
             let txn = ctx.db.begin_write().await?;
-            let applied = apply_intent_outcome(&txn, order.id, &intent_id, outcome, Actor::Job).await?;
+            let applied =
+                apply_intent_outcome(&txn, order.id, &intent_id, outcome, Actor::Job).await?;
             txn.commit().await?;
             after_commit(&ctx.cache, applied.restocked()).await;
             Ok(())
@@ -190,7 +206,13 @@ async fn cancel_unpaid(
     free_key: bool,
 ) -> Result<(), JobError> {
     let txn = ctx.db.begin_write().await?;
-    match transition(&txn, order_id, Change::to(OrderStatus::Canceled, Actor::System).because(reason)).await {
+    match transition(
+        &txn,
+        order_id,
+        Change::to(OrderStatus::Canceled, Actor::System).because(reason),
+    )
+    .await
+    {
         Ok(done) => {
             if free_key {
                 crate::idempotency::release_resource(&*txn, order_id).await?;
@@ -199,7 +221,11 @@ async fn cancel_unpaid(
             after_commit(&ctx.cache, done.restocked).await;
             Ok(())
         }
-        Err(TransitionError::NotFound | TransitionError::Invalid { .. } | TransitionError::Conflict { .. }) => Ok(()),
+        Err(
+            TransitionError::NotFound
+            | TransitionError::Invalid { .. }
+            | TransitionError::Conflict { .. },
+        ) => Ok(()),
         Err(TransitionError::Database(e)) => Err(e.into()),
     }
 }

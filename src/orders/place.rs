@@ -54,7 +54,11 @@ pub const MAX_QUANTITY: i64 = 10_000;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PlaceOrderRequest {
     /// 1 to 100 lines, each item at most once.
-    #[validate(length(min = 1, max = 100, code = "lines"), nested, custom(function = "distinct_items"))]
+    #[validate(
+        length(min = 1, max = 100, code = "lines"),
+        nested,
+        custom(function = "distinct_items")
+    )]
     pub items: Vec<OrderLineRequest>,
 }
 
@@ -120,7 +124,10 @@ impl From<CheckoutError> for ApiError {
                 .with_field("items", FieldIssue::new("total_too_large")),
             CheckoutError::Provider(GatewayError::Unavailable(why)) => {
                 tracing::warn!(error = %why, "payment provider unavailable during checkout");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payment_provider_unavailable")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "payment_provider_unavailable",
+                )
             }
             CheckoutError::Provider(other) => {
                 tracing::warn!(error = %other, "payment provider refused a checkout");
@@ -214,7 +221,9 @@ async fn reserve(
             .price
             .checked_mul(line.quantity)
             .ok_or(CheckoutError::TotalTooLarge)?;
-        total = total.checked_add(line_total).ok_or(CheckoutError::TotalTooLarge)?;
+        total = total
+            .checked_add(line_total)
+            .ok_or(CheckoutError::TotalTooLarge)?;
         lines.push(NewLine {
             item_id: item.id,
             item_name: item.name,
@@ -241,7 +250,15 @@ async fn reserve(
     )
     .await?;
     payments::insert_payment(&*txn, order_id, state.gateway.provider(), total, &currency).await?;
-    record_event(&*txn, order_id, None, OrderStatus::Pending, Actor::User(user_id), None).await?;
+    record_event(
+        &*txn,
+        order_id,
+        None,
+        OrderStatus::Pending,
+        Actor::User(user_id),
+        None,
+    )
+    .await?;
     jobs::enqueue(&txn, NewJob::of(&Expire { order_id }).at(expires_at)).await?;
     claim.checkpoint(&*txn, order_id).await?;
     txn.commit().await?;

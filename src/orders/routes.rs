@@ -68,7 +68,13 @@ async fn create_order(
     }: ValidJson<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
     let account = customer.id.to_string();
-    check_ip_and_account(state.rate_limiter.as_ref(), Limit::Orders, ip, Some(&account)).await?;
+    check_ip_and_account(
+        state.rate_limiter.as_ref(),
+        Limit::Orders,
+        ip,
+        Some(&account),
+    )
+    .await?;
     let claim = match idempotency::claim(
         &state.db,
         &key,

@@ -95,7 +95,9 @@ impl Change {
 }
 
 /// What the provider still has to do after the transition (the 202 cases).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentAction {
     /// The unpaid PaymentIntent is being canceled.
@@ -146,8 +148,15 @@ pub async fn transition(
         });
     }
     write_status(txn, &current, &change).await?;
-    record_event(&**txn, order_id, Some(from), change.to, change.actor, change.reason.clone())
-        .await?;
+    record_event(
+        &**txn,
+        order_id,
+        Some(from),
+        change.to,
+        change.actor,
+        change.reason.clone(),
+    )
+    .await?;
     let order = Orders::find_by_id(order_id)
         .one(&**txn)
         .await?

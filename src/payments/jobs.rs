@@ -69,8 +69,13 @@ impl Job for CancelPayment {
         match ctx.gateway.cancel_payment_intent(&intent_id, &key).await {
             Ok(_) => {
                 let txn = ctx.db.begin_write().await?;
-                payments::set_payment_status(&*txn, payment.id, &UNSETTLED, PaymentStatus::Canceled)
-                    .await?;
+                payments::set_payment_status(
+                    &*txn,
+                    payment.id,
+                    &UNSETTLED,
+                    PaymentStatus::Canceled,
+                )
+                .await?;
                 txn.commit().await?;
                 Ok(())
             }
@@ -129,10 +134,15 @@ impl Job for Refund {
         // below keep it correct without the lock.
         let Some(_lock) = ctx
             .locks
-            .try_acquire(&format!("refund:{}", self.order_id), Duration::from_secs(60))
+            .try_acquire(
+                &format!("refund:{}", self.order_id),
+                Duration::from_secs(60),
+            )
             .await
         else {
-            return Err(JobError::retryable("another refund of this order is running"));
+            return Err(JobError::retryable(
+                "another refund of this order is running",
+            ));
         };
         let Some(refund) = payments::refund_of_order(ctx.db.conn(), self.order_id).await? else {
             return Ok(());
@@ -144,7 +154,9 @@ impl Job for Refund {
             return Ok(());
         };
         let Some(intent_id) = payment.provider_payment_id.clone() else {
-            return Err(JobError::permanent("the payment has no PaymentIntent to refund"));
+            return Err(JobError::permanent(
+                "the payment has no PaymentIntent to refund",
+            ));
         };
         let request = RefundRequest {
             payment_intent_id: intent_id,
@@ -200,7 +212,11 @@ impl Job for Reconcile {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let now = crate::db::now();
         let older = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or_default();
-        let asked_before = older(ctx.config.payment_reconcile_after.min(ctx.config.order_recovery_after));
+        let asked_before = older(
+            ctx.config
+                .payment_reconcile_after
+                .min(ctx.config.order_recovery_after),
+        );
         let stale: Vec<order::Model> = Orders::find()
             .filter(order::Column::Status.eq(OrderStatus::Pending))
             .filter(order::Column::DeletedAt.is_null())
@@ -217,7 +233,9 @@ impl Job for Reconcile {
             }
         }
         if failures > 0 {
-            return Err(JobError::retryable(format!("{failures} orders could not be reconciled")));
+            return Err(JobError::retryable(format!(
+                "{failures} orders could not be reconciled"
+            )));
         }
         Ok(())
     }

@@ -53,7 +53,8 @@ pub fn verify(
     let mut signatures = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
-            Some(("t", value)) => timestamp = value.parse::<i64>().ok(),
+            // Like Stripe's libraries: the first `t` counts.
+            Some(("t", value)) if timestamp.is_none() => timestamp = value.parse::<i64>().ok(),
             Some(("v1", value)) => {
                 if let Ok(bytes) = hex::decode(value) {
                     signatures.push(bytes);

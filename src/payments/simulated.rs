@@ -21,8 +21,8 @@ use tokio::sync::Mutex;
 
 use super::{
     gateway::{
-        CustomerDetails, GatewayError, IntentRequest, IntentStatus, PaymentGateway,
-        PaymentIntent, ProviderRefund, ProviderRefundStatus, RefundRequest,
+        CustomerDetails, GatewayError, IntentRequest, IntentStatus, PaymentGateway, PaymentIntent,
+        ProviderRefund, ProviderRefundStatus, RefundRequest,
     },
     signature,
 };
@@ -177,8 +177,12 @@ impl SimulatedGateway {
                 .await;
             match sent {
                 Ok(response) if response.status().is_success() => return,
-                Ok(response) => tracing::warn!(status = %response.status(), event.type = event_type, "simulated webhook refused"),
-                Err(e) => tracing::warn!(error = %e, event.type = event_type, "simulated webhook not delivered"),
+                Ok(response) => {
+                    tracing::warn!(status = %response.status(), event.type = event_type, "simulated webhook refused")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, event.type = event_type, "simulated webhook not delivered")
+                }
             }
             tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
         }
@@ -298,8 +302,7 @@ impl PaymentGateway for SimulatedGateway {
                 IntentStatus::Canceled => return Ok(stored.intent),
                 IntentStatus::Succeeded => {
                     return Err(GatewayError::Refused(
-                        "this PaymentIntent has succeeded (payment_intent_unexpected_state)"
-                            .into(),
+                        "this PaymentIntent has succeeded (payment_intent_unexpected_state)".into(),
                     ));
                 }
                 IntentStatus::RequiresPayment | IntentStatus::Processing => {}

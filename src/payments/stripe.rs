@@ -217,7 +217,12 @@ impl PaymentGateway for StripeGateway {
             form.push(("customer", customer.clone()));
         }
         let body = self
-            .send(Method::POST, "/v1/payment_intents", &form, Some(idempotency_key))
+            .send(
+                Method::POST,
+                "/v1/payment_intents",
+                &form,
+                Some(idempotency_key),
+            )
             .await?;
         parse::<IntentBody>(&body).map(Into::into)
     }

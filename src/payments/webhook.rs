@@ -139,7 +139,10 @@ async fn apply(txn: &WriteTxn, event: &Event) -> Result<bool, sea_orm::DbErr> {
         return Ok(false);
     };
     let Some(order_id) = order_of_intent(txn, object, intent_id).await? else {
-        tracing::info!(payment.intent = intent_id, "event for a PaymentIntent we do not know; ignored");
+        tracing::info!(
+            payment.intent = intent_id,
+            "event for a PaymentIntent we do not know; ignored"
+        );
         return Ok(false);
     };
     let applied = apply_intent_outcome(txn, order_id, intent_id, outcome, Actor::Webhook).await?;

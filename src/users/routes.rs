@@ -73,7 +73,15 @@ pub(super) async fn create_account(
     fingerprint: &str,
     input: AccountInput,
 ) -> Result<Response, ApiError> {
-    let claim = match idempotency::claim(&state.db, key, caller, fingerprint, state.config.idempotency_lease).await? {
+    let claim = match idempotency::claim(
+        &state.db,
+        key,
+        caller,
+        fingerprint,
+        state.config.idempotency_lease,
+    )
+    .await?
+    {
         Claimed::Replay(response) => return Ok(response),
         Claimed::Proceed(claim) => claim,
     };

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::helpers::{PASSWORD, TestApp, TestUser, problem, spawn_app};
-use dispatch::users::role::Role;
+use dispatch::{orders::status::OrderStatus, users::role::Role};
 use reqwest::Response;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -59,6 +59,12 @@ enum Access {
     SignedIn,
     /// Admins and superadmins.
     Admin,
+    /// The signed-in owner of the resource; anyone else signed in gets 404.
+    Owner,
+    /// Any staff role.
+    Staff,
+    /// Staff whose role may move an order to this status.
+    StaffFor(OrderStatus),
 }
 
 impl Access {
@@ -72,6 +78,21 @@ impl Access {
             Access::Admin => match role {
                 None => 401,
                 Some(role) if role.is_admin() => success,
+                Some(_) => 403,
+            },
+            Access::Owner => match caller {
+                Caller::Anonymous => 401,
+                Caller::User => success,
+                _ => 404,
+            },
+            Access::Staff => match role {
+                None => 401,
+                Some(role) if role.is_staff() => success,
+                Some(_) => 403,
+            },
+            Access::StaffFor(status) => match role {
+                None => 401,
+                Some(role) if status.staff_may_set(role) => success,
                 Some(_) => 403,
             },
         }
@@ -106,6 +127,43 @@ const ROUTES: &[(&str, &str, Access, u16)] = &[
     ("GET", "/api/v1/admin/items/{id}", Access::Admin, 200),
     ("PATCH", "/api/v1/admin/items/{id}", Access::Admin, 200),
     ("DELETE", "/api/v1/admin/items/{id}", Access::Admin, 204),
+    ("POST", "/api/v1/orders", Access::SignedIn, 201),
+    ("GET", "/api/v1/orders/me", Access::SignedIn, 200),
+    ("GET", "/api/v1/orders/{id}", Access::Owner, 200),
+    ("GET", "/api/v1/admin/orders", Access::Staff, 200),
+    ("GET", "/api/v1/admin/orders/{id}", Access::Staff, 200),
+    (
+        "PATCH",
+        "/api/v1/admin/orders/{id}",
+        Access::StaffFor(OrderStatus::Canceled),
+        202,
+    ),
+    ("DELETE", "/api/v1/admin/orders/{id}", Access::Admin, 204),
+    (
+        "PATCH",
+        "/api/v1/admin/orders/{id}/ship",
+        Access::StaffFor(OrderStatus::Shipped),
+        200,
+    ),
+    (
+        "PATCH",
+        "/api/v1/admin/orders/{id}/deliver",
+        Access::StaffFor(OrderStatus::Delivered),
+        200,
+    ),
+    (
+        "PATCH",
+        "/api/v1/admin/orders/{id}/cancel",
+        Access::StaffFor(OrderStatus::Canceled),
+        202,
+    ),
+    (
+        "PATCH",
+        "/api/v1/admin/orders/{id}/refund",
+        Access::StaffFor(OrderStatus::Refunded),
+        202,
+    ),
+    ("POST", "/api/v1/payments/webhook", Access::Public, 200),
     ("GET", "/api/v1/admin/jobs/queues", Access::Admin, 200),
     (
         "POST",
@@ -150,6 +208,8 @@ struct Matrix {
     /// A shopper whose profile and account the routes with `{id}` read and change.
     target_user: TestUser,
     item_id: String,
+    /// Plenty of stock, for the orders the order routes act on.
+    order_item: Uuid,
 }
 
 impl Matrix {
@@ -167,12 +227,20 @@ impl Matrix {
             .as_str()
             .unwrap()
             .to_owned();
+        let order_item = app
+            .create_item(&setup_admin, "Matrix stock", 1_000, 100_000)
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         Self {
             app,
             callers,
             setup_admin,
             target_user,
             item_id,
+            order_item,
         }
     }
 
@@ -269,6 +337,52 @@ impl Matrix {
                 app.post(&format!("/api/v1/admin/jobs/{id}/discard"))
             }
             ("POST", "/api/v1/admin/jobs/retry-failed") => app.post(path).json(&json!({"kind": "diagnostics.probe"})),
+            ("POST", "/api/v1/orders") => app
+                .post(path)
+                .header("Idempotency-Key", Uuid::new_v4().to_string())
+                .json(&json!({"items": [{"itemId": self.order_item, "quantity": 1}]})),
+            ("GET", "/api/v1/orders/me" | "/api/v1/admin/orders") => app.get(path),
+            ("GET", "/api/v1/orders/{id}") => {
+                let owner = &self.callers[&Caller::User];
+                let id = self.order("PENDING", owner).await;
+                app.get(&format!("/api/v1/orders/{id}"))
+            }
+            ("GET", "/api/v1/admin/orders/{id}") => {
+                // DELIVERED: every staff role may see it.
+                let id = self.order("DELIVERED", &self.target_user).await;
+                app.get(&format!("/api/v1/admin/orders/{id}"))
+            }
+            ("PATCH", "/api/v1/admin/orders/{id}") => {
+                let id = self.order("PENDING", &self.target_user).await;
+                app.patch(&format!("/api/v1/admin/orders/{id}")).json(&json!({"status": "CANCELED"}))
+            }
+            ("DELETE", "/api/v1/admin/orders/{id}") => {
+                let id = self.order("PENDING", &self.target_user).await;
+                app.delete(&format!("/api/v1/admin/orders/{id}"))
+            }
+            ("PATCH", "/api/v1/admin/orders/{id}/ship") => {
+                let id = self.order("PROCESSED", &self.target_user).await;
+                app.patch(&format!("/api/v1/admin/orders/{id}/ship")).json(&json!({"carrier": "Post"}))
+            }
+            ("PATCH", "/api/v1/admin/orders/{id}/deliver") => {
+                let id = self.order("SHIPPED", &self.target_user).await;
+                app.patch(&format!("/api/v1/admin/orders/{id}/deliver"))
+            }
+            ("PATCH", "/api/v1/admin/orders/{id}/cancel") => {
+                let id = self.order("PENDING", &self.target_user).await;
+                app.patch(&format!("/api/v1/admin/orders/{id}/cancel")).json(&json!({}))
+            }
+            ("PATCH", "/api/v1/admin/orders/{id}/refund") => {
+                let id = self.order("PAID", &self.target_user).await;
+                app.patch(&format!("/api/v1/admin/orders/{id}/refund")).json(&json!({}))
+            }
+            ("POST", "/api/v1/payments/webhook") => {
+                token = None;
+                let event = crate::helpers::intent_event("payment_intent.succeeded", "pi_unknown", &Uuid::new_v4().to_string(), 100);
+                let body = event.to_string();
+                let header = dispatch::payments::signature::sign(body.as_bytes(), crate::helpers::WEBHOOK_SECRET, dispatch::db::now().timestamp());
+                app.post(path).header("Stripe-Signature", header).header("Content-Type", "application/json").body(body)
+            }
             other => panic!("no request for {other:?}: add one"),
         };
         let request = match token {
@@ -276,6 +390,13 @@ impl Matrix {
             None => request,
         };
         request.send().await.unwrap()
+    }
+
+    /// A fresh order of `buyer` in `status`.
+    async fn order(&self, status: &str, buyer: &TestUser) -> String {
+        self.app
+            .order_in_status(&self.setup_admin, buyer, self.order_item, status)
+            .await
     }
 
     /// A waiting probe job (no workers run here), or a failed one.
@@ -387,10 +508,10 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows() {
                     );
                 }
                 let body = problem(response).await;
-                let code = if status == 401 {
-                    "unauthorized"
-                } else {
-                    "forbidden"
+                let code = match status {
+                    401 => "unauthorized",
+                    404 => "not_found",
+                    _ => "forbidden",
                 };
                 if path != &"/api/v1/auth/refresh" {
                     assert_eq!(body["code"], code, "{method} {path} as {caller:?}");
@@ -409,12 +530,16 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows() {
 async fn a_malformed_or_foreign_token_is_refused_on_every_signed_in_route() {
     let matrix = Matrix::new().await;
     for (method, path, access, _) in ROUTES {
-        if !matches!(access, Access::SignedIn | Access::Admin) {
+        if !matches!(
+            access,
+            Access::SignedIn | Access::Admin | Access::Owner | Access::Staff | Access::StaffFor(_)
+        ) {
             continue;
         }
         let concrete = path
             .replace("/users/{id}", &format!("/users/{}", matrix.target_user.id))
-            .replace("/items/{id}", &format!("/items/{}", matrix.item_id));
+            .replace("/items/{id}", &format!("/items/{}", matrix.item_id))
+            .replace("{id}", &Uuid::new_v4().to_string());
         for token in ["not-a-jwt", "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"] {
             let request = match *method {
                 "GET" => matrix.app.get(&concrete),
@@ -451,7 +576,8 @@ async fn a_method_a_route_does_not_serve_is_a_405_problem() {
             .collect();
         let concrete = path
             .replace("/users/{id}", &format!("/users/{}", matrix.target_user.id))
-            .replace("/items/{id}", &format!("/items/{}", matrix.item_id));
+            .replace("/items/{id}", &format!("/items/{}", matrix.item_id))
+            .replace("{id}", &Uuid::new_v4().to_string());
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             if served.contains(&method) {
                 continue;

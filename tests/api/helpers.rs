@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The webhook signing secret of test apps (`STRIPE_WEBHOOK_SECRETS`).
+pub const WEBHOOK_SECRET: &str = "whsec_test_0123456789abcdef";
 
 static INIT: Once = Once::new();
 
@@ -55,6 +57,8 @@ pub struct TestApp {
     shutdown: CancellationToken,
     database: TestDatabase,
     redis_prefix: Option<(String, String)>,
+    /// Job workers and scheduler, for apps started with them.
+    pub workers: Option<startup::Workers>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -117,6 +121,10 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("PASSWORD_HASH_MEMORY_KIB", "64".into()),
         ("DB_MAX_CONNECTIONS", "8".into()),
         ("REDIS_KEY_PREFIX", prefix.clone()),
+        ("STRIPE_WEBHOOK_SECRETS", WEBHOOK_SECRET.into()),
+        // Tests send payment events themselves unless they ask the
+        // simulated gateway to confirm (`SIMULATED_PAYMENT_DELAY=50ms`).
+        ("SIMULATED_PAYMENT_DELAY", "off".into()),
     ];
     if let Some(url) = &redis {
         pairs.push(("REDIS_URL", url.clone()));
@@ -152,8 +160,19 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         shutdown,
         database,
         redis_prefix: redis.map(|url| (url, prefix)),
+        workers: None,
         _data_dir: data_dir,
     }
+}
+
+/// Starts an app with its job workers and scheduler running, as `serve`
+/// does (polling every 200 ms as a fallback).
+pub async fn spawn_app_with_workers(overrides: &[(&str, &str)]) -> TestApp {
+    let mut settings = vec![("JOB_POLL_INTERVAL", "200ms")];
+    settings.extend_from_slice(overrides);
+    let mut app = spawn_app_with(&settings).await;
+    app.workers = Some(startup::Workers::start_standard(&app.state));
+    app
 }
 
 fn replace_database(url: &str, name: &str) -> String {
@@ -389,4 +408,251 @@ where
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Orders and payments.
+impl TestApp {
+    /// `POST /api/v1/orders` with `(item id, quantity)` lines under `key`.
+    pub async fn place_order(&self, user: &TestUser, lines: &[(Uuid, i64)], key: &str) -> Response {
+        let items: Vec<Value> = lines
+            .iter()
+            .map(|(id, quantity)| json!({"itemId": id, "quantity": quantity}))
+            .collect();
+        self.post("/api/v1/orders")
+            .bearer_auth(&user.access_token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "items": items }))
+            .send()
+            .await
+            .expect("place order")
+    }
+
+    /// Places an order that must succeed; returns the owner's view.
+    pub async fn placed_order(&self, user: &TestUser, lines: &[(Uuid, i64)]) -> Value {
+        let response = self
+            .place_order(user, lines, &Uuid::new_v4().to_string())
+            .await;
+        assert_eq!(
+            response.status(),
+            201,
+            "order failed: {}",
+            response.text().await.unwrap_or_default()
+        );
+        response.json().await.expect("order body")
+    }
+
+    /// Posts `event` to the webhook, signed as Stripe would with the test secret.
+    pub async fn send_webhook(&self, event: &Value) -> Response {
+        let body = event.to_string();
+        let header = dispatch::payments::signature::sign(
+            body.as_bytes(),
+            WEBHOOK_SECRET,
+            dispatch::db::now().timestamp(),
+        );
+        self.post("/api/v1/payments/webhook")
+            .header("Stripe-Signature", header)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("webhook")
+    }
+
+    /// The simulated gateway of this app.
+    pub fn simulated(&self) -> &dispatch::payments::simulated::SimulatedGateway {
+        self.state
+            .gateway
+            .as_simulated()
+            .expect("the simulated gateway")
+    }
+
+    /// The PaymentIntent id of an order's payment.
+    pub async fn intent_of(&self, order_id: &str) -> String {
+        let id: Uuid = order_id.parse().expect("order id");
+        dispatch::payments::queries::payment_of_order(self.state.db.conn(), id)
+            .await
+            .expect("payment query")
+            .and_then(|p| p.provider_payment_id)
+            .expect("a PaymentIntent")
+    }
+
+    /// An item's stock, straight from the database.
+    pub async fn stock_of(&self, item_id: Uuid) -> i64 {
+        use sea_orm::EntityTrait;
+        dispatch::catalog::item::Entity::find_by_id(item_id)
+            .one(self.state.db.conn())
+            .await
+            .expect("item query")
+            .expect("item exists")
+            .stock
+    }
+
+    /// The staff view of an order.
+    pub async fn staff_order(&self, staff: &TestUser, id: &str) -> Value {
+        let response = self
+            .get(&format!("/api/v1/admin/orders/{id}"))
+            .bearer_auth(&staff.access_token)
+            .send()
+            .await
+            .expect("staff order");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("order body")
+    }
+
+    /// Waits (bounded) until the order has `status` in the database.
+    pub async fn wait_for_order_status(&self, id: &str, status: &str) {
+        use sea_orm::EntityTrait;
+        let id: Uuid = id.parse().expect("order id");
+        let db = self.state.db.clone();
+        eventually(
+            &format!("order {id} to become {status}"),
+            std::time::Duration::from_secs(15),
+            || {
+                let db = db.clone();
+                async move {
+                    dispatch::orders::model::order::Entity::find_by_id(id)
+                        .one(db.conn())
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|o| o.status.as_str() == status)
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits (bounded) until no job is available or running (everything
+    /// enqueued so far has finished, one way or another).
+    pub async fn wait_for_jobs_idle(&self) {
+        use dispatch::jobs::model::job::{self, JobState};
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        let db = self.state.db.clone();
+        eventually("jobs to finish", std::time::Duration::from_secs(20), || {
+            let db = db.clone();
+            async move {
+                job::Entity::find()
+                    .filter(job::Column::State.is_in([JobState::Available, JobState::Running]))
+                    .filter(job::Column::RunAt.lte(dispatch::db::now()))
+                    .count(db.conn())
+                    .await
+                    .is_ok_and(|n| n == 0)
+            }
+        })
+        .await;
+    }
+}
+
+/// Drives orders to a status through the real paths.
+impl TestApp {
+    /// An order of `buyer` (one unit of `item_id`) brought to `status`:
+    /// placed, paid by webhook, processed by its job, shipped and delivered
+    /// by `admin`, or canceled/refunded by `admin`. Returns its id.
+    pub async fn order_in_status(
+        &self,
+        admin: &TestUser,
+        buyer: &TestUser,
+        item_id: Uuid,
+        status: &str,
+    ) -> String {
+        let order = self.placed_order(buyer, &[(item_id, 1)]).await;
+        let id = order["id"].as_str().expect("order id").to_owned();
+        if status == "PENDING" {
+            return id;
+        }
+        if status == "CANCELED" {
+            self.staff_action(admin, &id, "cancel", json!({})).await;
+            return id;
+        }
+        let intent = self.intent_of(&id).await;
+        let total = order["total"].as_i64().expect("total");
+        let paid = self
+            .send_webhook(&intent_event(
+                "payment_intent.succeeded",
+                &intent,
+                &id,
+                total,
+            ))
+            .await;
+        assert_eq!(paid.status(), 200);
+        if status == "PAID" {
+            return id;
+        }
+        if status == "REFUNDED" {
+            self.staff_action(admin, &id, "refund", json!({})).await;
+            return id;
+        }
+        self.run_process_job(&id).await;
+        if status == "PROCESSED" {
+            return id;
+        }
+        self.staff_action(admin, &id, "ship", json!({"trackingNumber": "TRACK-1"}))
+            .await;
+        if status == "SHIPPED" {
+            return id;
+        }
+        self.staff_action(admin, &id, "deliver", json!({})).await;
+        assert_eq!(status, "DELIVERED", "unknown status {status}");
+        id
+    }
+
+    /// `PATCH /api/v1/admin/orders/{id}/{action}` that must succeed (200/202).
+    pub async fn staff_action(
+        &self,
+        staff: &TestUser,
+        id: &str,
+        action: &str,
+        body: Value,
+    ) -> Value {
+        let response = self
+            .patch(&format!("/api/v1/admin/orders/{id}/{action}"))
+            .bearer_auth(&staff.access_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("staff action");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert!(
+            status == 200 || status == 202,
+            "{action} {id}: {status} {text}"
+        );
+        serde_json::from_str(&text).expect("order body")
+    }
+
+    /// Runs `order.process` for an order now, as a worker would (whether or
+    /// not this app has workers: a second run is a no-op).
+    pub async fn run_process_job(&self, id: &str) {
+        use dispatch::jobs::{Job, registry::JobServices};
+        let order_id: Uuid = id.parse().expect("order id");
+        let ctx = JobServices::from_state(&self.state).context(Uuid::new_v4(), 1, Uuid::new_v4());
+        dispatch::orders::jobs::Process { order_id }
+            .run(&ctx)
+            .await
+            .expect("process job");
+        self.wait_for_order_status(id, "PROCESSED").await;
+    }
+}
+
+/// A Stripe-like event about a PaymentIntent (a fresh event id each call).
+pub fn intent_event(kind: &str, intent_id: &str, order_id: &str, amount: i64) -> Value {
+    let status = match kind {
+        "payment_intent.succeeded" => "succeeded",
+        "payment_intent.canceled" => "canceled",
+        _ => "requires_payment_method",
+    };
+    json!({
+        "id": format!("evt_test_{}", Uuid::new_v4().simple()),
+        "object": "event",
+        "type": kind,
+        "created": dispatch::db::now().timestamp(),
+        "data": {"object": {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": amount,
+            "currency": "usd",
+            "status": status,
+            "metadata": {"order_id": order_id},
+        }},
+    })
 }

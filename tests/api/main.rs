@@ -23,3 +23,4 @@ mod rate_limits;
 mod smoke;
 mod users;
 mod validation;
+mod webhook_signature;
