@@ -129,23 +129,37 @@ impl SimulatedGateway {
     /// Confirms (or declines) a PaymentIntent now, as if the customer had
     /// paid, and sends the webhook. Returns the status it reached.
     pub async fn confirm(&self, id: &str) -> Option<IntentStatus> {
-        let (stored, event) = {
-            let _guard = self.transitions.lock().await;
-            let mut stored = self.intents.get(id)?;
-            if stored.intent.status != IntentStatus::RequiresPayment {
-                return Some(stored.intent.status);
-            }
-            let event = if self.declines(stored.intent.amount) {
-                "payment_intent.payment_failed"
-            } else {
-                stored.intent.status = IntentStatus::Succeeded;
-                "payment_intent.succeeded"
-            };
-            self.intents.insert(id.to_owned(), stored.clone());
-            (stored, event)
-        };
-        self.send_event(event, intent_object(&stored)).await;
+        let (stored, event) = self.settle(id).await?;
+        if let Some(event) = event {
+            self.send_event(event, intent_object(&stored)).await;
+        }
         Some(stored.intent.status)
+    }
+
+    /// Like [`Self::confirm`], but the webhook is lost on the way: only
+    /// asking the provider (reconciliation, expiry) can find out.
+    pub async fn confirm_without_webhook(&self, id: &str) -> Option<IntentStatus> {
+        self.settle(id)
+            .await
+            .map(|(stored, _)| stored.intent.status)
+    }
+
+    /// Moves a waiting PaymentIntent to its outcome; the event to send, if
+    /// it moved.
+    async fn settle(&self, id: &str) -> Option<(SimulatedIntent, Option<&'static str>)> {
+        let _guard = self.transitions.lock().await;
+        let mut stored = self.intents.get(id)?;
+        if stored.intent.status != IntentStatus::RequiresPayment {
+            return Some((stored, None));
+        }
+        let event = if self.declines(stored.intent.amount) {
+            "payment_intent.payment_failed"
+        } else {
+            stored.intent.status = IntentStatus::Succeeded;
+            "payment_intent.succeeded"
+        };
+        self.intents.insert(id.to_owned(), stored.clone());
+        Some((stored, Some(event)))
     }
 
     /// Sends a signed event to our webhook endpoint, retrying a few times
