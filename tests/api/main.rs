@@ -18,6 +18,7 @@ mod catalog;
 mod dashboard;
 mod idempotency;
 mod jobs;
+mod orders;
 mod pagination;
 mod rate_limits;
 mod smoke;
