@@ -328,6 +328,22 @@ impl Claim {
         Ok(())
     }
 
+    /// Frees the key now (the request failed before any effect), so an
+    /// immediate retry with the same key is not told it is in flight.
+    /// Dropping the claim does the same in the background.
+    pub async fn abandon(mut self) {
+        let result = async {
+            let txn = self.db.begin_write().await?;
+            self.release(&*txn).await?;
+            txn.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not release an idempotency key; it frees itself when its lease ends");
+        }
+        self.committed = true;
+    }
+
     /// Call once the effect's transaction has committed.
     pub fn committed(mut self) {
         self.committed = true;

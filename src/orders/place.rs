@@ -148,7 +148,13 @@ pub async fn place_order(
     let order_id = match claim.resource_id() {
         // A retry after a crash: resume the order the first attempt made.
         Some(order_id) => order_id,
-        None => reserve(state, customer.id, &mut claim, &request).await?,
+        None => match reserve(state, customer.id, &mut claim, &request).await {
+            Ok(order_id) => order_id,
+            Err(e) => {
+                claim.abandon().await;
+                return Err(e);
+            }
+        },
     };
     let Some(order) = queries::find(state.db.conn(), order_id).await? else {
         return Err(ApiError::not_found());
