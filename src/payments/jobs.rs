@@ -171,7 +171,7 @@ impl Job for Refund {
             Ok(provider_refund) => provider_refund,
             Err(e @ (GatewayError::Declined(_) | GatewayError::Refused(_))) => {
                 let txn = ctx.db.begin_write().await?;
-                payments::sync_refund(&*txn, refund.id, "", RefundStatus::Failed).await?;
+                payments::sync_refund(&*txn, refund.id, None, RefundStatus::Failed).await?;
                 txn.commit().await?;
                 return Err(e.into());
             }
@@ -179,7 +179,7 @@ impl Job for Refund {
         };
         let status = RefundStatus::from(provider_refund.status);
         let txn = ctx.db.begin_write().await?;
-        payments::sync_refund(&*txn, refund.id, &provider_refund.id, status).await?;
+        payments::sync_refund(&*txn, refund.id, Some(&provider_refund.id), status).await?;
         if status == RefundStatus::Succeeded {
             payments::set_payment_status(
                 &*txn,

@@ -166,21 +166,25 @@ pub async fn open_refund<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Records the provider's answer about a refund. A refund that succeeded
-/// stays succeeded whatever arrives later.
+/// Records the provider's answer about a refund (`provider_refund_id` when
+/// the provider made one: a declined request has none). A refund that
+/// succeeded stays succeeded whatever arrives later.
 pub async fn sync_refund<C: ConnectionTrait>(
     conn: &C,
     refund_id: Uuid,
-    provider_refund_id: &str,
+    provider_refund_id: Option<&str>,
     status: RefundStatus,
 ) -> Result<(), DbErr> {
-    Refunds::update_many()
-        .col_expr(
+    let mut update = Refunds::update_many()
+        .col_expr(refund::Column::Status, Expr::value(status))
+        .col_expr(refund::Column::UpdatedAt, Expr::value(crate::db::now()));
+    if let Some(provider_refund_id) = provider_refund_id {
+        update = update.col_expr(
             refund::Column::ProviderRefundId,
             Expr::value(provider_refund_id.to_owned()),
-        )
-        .col_expr(refund::Column::Status, Expr::value(status))
-        .col_expr(refund::Column::UpdatedAt, Expr::value(crate::db::now()))
+        );
+    }
+    update
         .filter(refund::Column::Id.eq(refund_id))
         .filter(refund::Column::Status.ne(RefundStatus::Succeeded))
         .exec(conn)

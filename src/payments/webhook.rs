@@ -188,7 +188,7 @@ async fn sync_refund(txn: &WriteTxn, object: &serde_json::Value) -> Result<(), s
         return Ok(());
     };
     let status = RefundStatus::from(super::gateway::ProviderRefundStatus::from_stripe(status));
-    payments::sync_refund(&**txn, refund.id, refund_id, status).await?;
+    payments::sync_refund(&**txn, refund.id, Some(refund_id), status).await?;
     if status == RefundStatus::Succeeded {
         payments::set_payment_status(
             &**txn,

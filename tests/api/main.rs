@@ -23,6 +23,7 @@ mod orders;
 mod pagination;
 mod rate_limits;
 mod smoke;
+mod stripe_client;
 mod users;
 mod validation;
 mod webhook_signature;
