@@ -66,6 +66,8 @@ const KEYS: &[&str] = &[
     "job_lease",
     "job_shutdown_grace",
     "job_retention",
+    "sse_keep_alive",
+    "notification_retention",
 ];
 
 /// Values that stand in for secrets in development and must never reach production.
@@ -195,6 +197,11 @@ pub struct Config {
     pub job_shutdown_grace: Duration,
     /// How long succeeded and discarded jobs are kept.
     pub job_retention: Duration,
+    /// Interval of the notification stream's keep-alive comments, and of its
+    /// session re-checks (a revoked session ends the stream within it).
+    pub sse_keep_alive: Duration,
+    /// Read notifications older than this are deleted.
+    pub notification_retention: Duration,
 }
 
 /// Every problem found in the configuration, one per line.
@@ -512,6 +519,8 @@ impl Parser {
         let job_lease = self.value("job_lease", "30s", parse_duration);
         let job_shutdown_grace = self.value("job_shutdown_grace", "20s", parse_duration);
         let job_retention = self.value("job_retention", "7d", parse_duration);
+        let sse_keep_alive = self.value("sse_keep_alive", "15s", parse_duration);
+        let notification_retention = self.value("notification_retention", "30d", parse_duration);
         if production && password_hash_memory_kib.is_some_and(|m| m < 19456) {
             self.problem("PASSWORD_HASH_MEMORY_KIB: below 19456 KiB is refused in production");
         }
@@ -570,6 +579,8 @@ impl Parser {
             job_lease: job_lease.ok_or_else(missing)?,
             job_shutdown_grace: job_shutdown_grace.ok_or_else(missing)?,
             job_retention: job_retention.ok_or_else(missing)?,
+            sse_keep_alive: sse_keep_alive.ok_or_else(missing)?,
+            notification_retention: notification_retention.ok_or_else(missing)?,
         })
     }
 

@@ -107,6 +107,7 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
         sessions,
         gateway,
         locks,
+        notifications: crate::notifications::hub::NotificationHub::new(),
         metrics: telemetry::metrics_handle(),
     }))
 }
@@ -154,6 +155,11 @@ pub async fn serve(
         simulated.deliver_webhooks_to(format!("http://{address}/api/v1/payments/webhook"));
     }
     spawn_metrics_upkeep(&state, shutdown.clone());
+    tokio::spawn(crate::notifications::hub::listen(
+        state.db.clone(),
+        state.notifications.clone(),
+        shutdown.clone(),
+    ));
     if let Some(address) = state.config.metrics_addr {
         spawn_metrics_listener(state.clone(), address, shutdown.clone()).await?;
     }

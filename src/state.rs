@@ -11,6 +11,7 @@ use crate::{
     db::Database,
     kv::Kv,
     locks::SharedLocks,
+    notifications::hub::NotificationHub,
     payments::gateway::SharedGateway,
     rate_limit::SharedRateLimiter,
 };
@@ -31,6 +32,8 @@ pub struct Services {
     pub sessions: SessionGate,
     pub gateway: SharedGateway,
     pub locks: SharedLocks,
+    /// Fan-out of new notifications to this process's live streams.
+    pub notifications: NotificationHub,
     pub metrics: PrometheusHandle,
 }
 

@@ -39,6 +39,11 @@ fn unauthorized(code: &'static str) -> ApiError {
         .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
 }
 
+/// The 401 of a request without credentials.
+pub fn missing_token() -> ApiError {
+    unauthorized("unauthorized")
+}
+
 /// The bearer token of a request, if it has one.
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     parts
@@ -53,7 +58,9 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn authenticate(token: &str, state: &AppState) -> Result<AuthUser, ApiError> {
+/// Checks an access token and its session (also used by the notification
+/// stream, which checks again while it lasts).
+pub async fn authenticate(token: &str, state: &AppState) -> Result<AuthUser, ApiError> {
     let claims = state
         .tokens
         .verify_access(token)
@@ -80,7 +87,7 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or_else(|| unauthorized("unauthorized"))?;
+        let token = bearer_token(parts).ok_or_else(missing_token)?;
         authenticate(token, state).await
     }
 }

@@ -12,8 +12,8 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    auth, catalog, http::error::Problem, http::health, jobs, orders, payments, state::AppState,
-    users,
+    auth, catalog, http::error::Problem, http::health, jobs, notifications, orders, payments,
+    state::AppState, users,
 };
 
 #[derive(OpenApi)]
@@ -33,6 +33,7 @@ use crate::{
         (name = "admin catalogue", description = "Catalogue management (admin, superadmin)"),
         (name = "orders", description = "Placing orders and reading one's own"),
         (name = "admin orders", description = "Staff views and actions on orders, by role: financial (cancel, refund), shipper (ship), delivery (deliver), admin (all)"),
+        (name = "notifications", description = "The caller's notifications: feed, counts, read marks, live stream"),
         (name = "payments", description = "The payment provider's signed webhook"),
         (name = "admin jobs", description = "The durable job queue: queues, jobs, retry, discard, pause (admin, superadmin)"),
         (name = "operations", description = "Health and metrics"),
@@ -66,6 +67,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(orders::routes::router())
         .merge(orders::admin_routes::router())
         .merge(payments::webhook::router())
+        .merge(notifications::routes::router())
         .merge(jobs::routes::router())
         .split_for_parts()
 }

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::{Job, JobContext, JobError, NewJob, Queue, scheduler::Periodic, store};
 
 /// Deletes succeeded/discarded jobs older than `JOB_RETENTION`, idempotency
-/// records past their 24 h, and webhook event ids older than
-/// [`PAYMENT_EVENT_RETENTION`]. Failed jobs are kept.
+/// records past their 24 h, webhook event ids older than
+/// [`PAYMENT_EVENT_RETENTION`] and read notifications older than
+/// `NOTIFICATION_RETENTION`. Failed jobs are kept.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cleanup {}
 
@@ -28,11 +29,17 @@ impl Job for Cleanup {
         let events_before = crate::db::now()
             - chrono::Duration::from_std(PAYMENT_EVENT_RETENTION).unwrap_or_default();
         let events = crate::payments::events::delete_events_before(&*txn, events_before).await?;
+        let read_before = crate::db::now()
+            - chrono::Duration::from_std(ctx.config.notification_retention)
+                .unwrap_or(chrono::Duration::days(30));
+        let notifications =
+            crate::notifications::queries::delete_read_before(&*txn, read_before).await?;
         txn.commit().await?;
         tracing::info!(
             jobs.deleted = jobs,
             idempotency_records.deleted = records,
             payment_events.deleted = events,
+            notifications.deleted = notifications,
             "cleanup done"
         );
         Ok(())

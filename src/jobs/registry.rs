@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Job, JobError, JobOptions, NewJob};
 use crate::{
     cache::SharedCache, config::Config, db::Database, locks::SharedLocks,
-    payments::gateway::SharedGateway,
+    notifications::hub::NotificationHub, payments::gateway::SharedGateway,
 };
 
 /// The services jobs may use (never the HTTP request state).
@@ -19,6 +19,7 @@ pub struct JobServices {
     pub config: Arc<Config>,
     pub gateway: SharedGateway,
     pub locks: SharedLocks,
+    pub notifications: NotificationHub,
 }
 
 impl JobServices {
@@ -29,6 +30,7 @@ impl JobServices {
             config: Arc::new(state.config.clone()),
             gateway: Arc::clone(&state.gateway),
             locks: Arc::clone(&state.locks),
+            notifications: state.notifications.clone(),
         }
     }
 
@@ -40,6 +42,7 @@ impl JobServices {
             config: Arc::clone(&self.config),
             gateway: Arc::clone(&self.gateway),
             locks: Arc::clone(&self.locks),
+            notifications: self.notifications.clone(),
             job_id,
             attempt,
             worker,
@@ -55,6 +58,8 @@ pub struct JobContext {
     pub config: Arc<Config>,
     pub gateway: SharedGateway,
     pub locks: SharedLocks,
+    /// This process's notification streams (SQLite announces through it).
+    pub notifications: NotificationHub,
     /// The job being run.
     pub job_id: Uuid,
     pub attempt: i32,

@@ -7,7 +7,10 @@ use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::notification::{self, Entity as Notifications};
+use super::{
+    hub::{self, Published},
+    notification::{self, Entity as Notifications},
+};
 use crate::jobs::{Job, JobContext, JobError, Queue};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,7 +29,7 @@ impl Job for Deliver {
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let txn = ctx.db.begin_write().await?;
-        Notifications::insert(notification::ActiveModel {
+        let inserted = Notifications::insert(notification::ActiveModel {
             id: Set(ctx.job_id),
             user_id: Set(self.user_id),
             event: Set(self.event.clone()),
@@ -41,7 +44,19 @@ impl Job for Deliver {
         )
         .exec_without_returning(&*txn)
         .await?;
+        let published = Published {
+            user_id: self.user_id,
+            notification_id: ctx.job_id,
+        };
+        if inserted == 1 {
+            hub::announce(&txn, published).await?;
+        }
         txn.commit().await?;
+        if inserted == 1 && !ctx.db.is_postgres() {
+            // One process: its streams hear it here. (PostgreSQL announced it
+            // in the transaction, to every process.)
+            ctx.notifications.publish(published);
+        }
         Ok(())
     }
 }

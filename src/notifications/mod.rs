@@ -1,6 +1,12 @@
-//! Notifications: events recorded for users by jobs enqueued with the change
-//! that caused them. The feed endpoints, texts and the live stream come with
-//! the notifications issue.
+//! Notifications (spec §8): events recorded for users by jobs enqueued in
+//! the transaction of the change that caused them, rendered at read time
+//! in the reader's language, read through the feed endpoints or pushed live
+//! over Server-Sent Events.
 
 pub mod deliver;
+pub mod hub;
 pub mod notification;
+pub mod queries;
+pub mod routes;
+pub mod texts;
+pub mod views;

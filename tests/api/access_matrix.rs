@@ -164,6 +164,32 @@ const ROUTES: &[(&str, &str, Access, u16)] = &[
         202,
     ),
     ("POST", "/api/v1/payments/webhook", Access::Public, 200),
+    ("GET", "/api/v1/notifications", Access::SignedIn, 200),
+    (
+        "GET",
+        "/api/v1/notifications/unread/count",
+        Access::SignedIn,
+        200,
+    ),
+    (
+        "GET",
+        "/api/v1/notifications/has-new",
+        Access::SignedIn,
+        200,
+    ),
+    (
+        "PATCH",
+        "/api/v1/notifications/{id}/read",
+        Access::Owner,
+        200,
+    ),
+    (
+        "PATCH",
+        "/api/v1/notifications/read-all",
+        Access::SignedIn,
+        200,
+    ),
+    ("GET", "/api/v1/notifications/stream", Access::SignedIn, 200),
     ("GET", "/api/v1/admin/jobs/queues", Access::Admin, 200),
     (
         "POST",
@@ -376,6 +402,13 @@ impl Matrix {
                 let id = self.order("PAID", &self.target_user).await;
                 app.patch(&format!("/api/v1/admin/orders/{id}/refund")).json(&json!({}))
             }
+            ("GET", "/api/v1/notifications" | "/api/v1/notifications/unread/count" | "/api/v1/notifications/stream") => app.get(path),
+            ("GET", "/api/v1/notifications/has-new") => app.get("/api/v1/notifications/has-new?since=2020-01-01T00:00:00Z"),
+            ("PATCH", "/api/v1/notifications/read-all") => app.patch(path),
+            ("PATCH", "/api/v1/notifications/{id}/read") => {
+                let id = self.notification_of(&self.callers[&Caller::User]).await;
+                app.patch(&format!("/api/v1/notifications/{id}/read"))
+            }
             ("POST", "/api/v1/payments/webhook") => {
                 token = None;
                 let event = crate::helpers::intent_event("payment_intent.succeeded", "pi_unknown", &Uuid::new_v4().to_string(), 100);
@@ -390,6 +423,22 @@ impl Matrix {
             None => request,
         };
         request.send().await.unwrap()
+    }
+
+    /// A fresh notification of `user`, recorded as its job would.
+    async fn notification_of(&self, user: &TestUser) -> Uuid {
+        use dispatch::jobs::{Job, registry::JobServices};
+        let id = Uuid::new_v4();
+        let ctx = JobServices::from_state(&self.app.state).context(id, 1, Uuid::new_v4());
+        dispatch::notifications::deliver::Deliver {
+            user_id: user.id,
+            event: "order.shipped".into(),
+            data: json!({"orderId": Uuid::new_v4(), "status": "SHIPPED"}),
+        }
+        .run(&ctx)
+        .await
+        .unwrap();
+        id
     }
 
     /// A fresh order of `buyer` in `status`.

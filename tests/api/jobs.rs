@@ -273,6 +273,7 @@ async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_a
     let settings = settings(&app, 1);
     let cache = Arc::clone(&app.state.cache);
     let locks = Arc::clone(&app.state.locks);
+    let notifications = app.state.notifications.clone();
     let first_owner = doomed
         .spawn(async move {
             let db = Database::connect(&config).await.unwrap();
@@ -282,6 +283,7 @@ async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_a
                 config: Arc::new(config),
                 gateway,
                 locks,
+                notifications,
             };
             let pool = WorkerPool::start(services, registry(), settings);
             let owner = pool.owner();

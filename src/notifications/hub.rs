@@ -1,0 +1,147 @@
+//! Fan-out of new notifications to the live streams of this process.
+//!
+//! A notification is announced by the transaction that records it:
+//! - PostgreSQL: `pg_notify('dispatch_notifications', '<user>:<id>')` in the
+//!   recording transaction, so every API process (each runs [`listen`])
+//!   hears of it exactly when, and only if, it commits — whichever process
+//!   ran the job. Redis is not involved, so a Redis outage does not stop
+//!   the stream;
+//! - SQLite (one process): the job publishes to this process's hub after
+//!   its commit.
+//!
+//! The hub is a `tokio::sync::broadcast` channel of (user, notification id);
+//! each stream keeps its user's ids and loads the row itself, rendered in
+//! its reader's language. A stream that falls behind (the channel's buffer
+//! overflowed) catches up from the database, so nothing is lost.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::db::{Database, WriteTxn};
+
+/// PostgreSQL channel announcing committed notifications.
+pub const CHANNEL: &str = "dispatch_notifications";
+
+/// Announcements kept for slow streams before they must catch up from the
+/// database.
+const BUFFER: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub user_id: Uuid,
+    pub notification_id: Uuid,
+}
+
+#[derive(Clone)]
+pub struct NotificationHub {
+    sender: broadcast::Sender<Published>,
+}
+
+impl Default for NotificationHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NotificationHub {
+    pub fn new() -> Self {
+        let (sender, _) = broadcast::channel(BUFFER);
+        Self { sender }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Published> {
+        self.sender.subscribe()
+    }
+
+    /// Tells this process's streams (no-op when none listens).
+    pub fn publish(&self, published: Published) {
+        let _ = self.sender.send(published);
+    }
+
+    /// Streams currently connected in this process.
+    pub fn listeners(&self) -> usize {
+        self.sender.receiver_count()
+    }
+}
+
+/// Announces, inside the recording transaction, a notification to every
+/// process (PostgreSQL only; SQLite publishes after commit).
+pub async fn announce(txn: &WriteTxn, published: Published) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [
+            CHANNEL.into(),
+            format!("{}:{}", published.user_id, published.notification_id).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+fn parse(payload: &str) -> Option<Published> {
+    let (user, id) = payload.split_once(':')?;
+    Some(Published {
+        user_id: Uuid::parse_str(user).ok()?,
+        notification_id: Uuid::parse_str(id).ok()?,
+    })
+}
+
+/// PostgreSQL: forwards the channel to this process's hub until `stop`,
+/// reconnecting after errors. Streams that were connected while the
+/// listener was down catch up on their own (they re-read the database when
+/// they reconnect or lag).
+pub async fn listen(db: Database, hub: NotificationHub, stop: CancellationToken) {
+    use sea_orm::sqlx::postgres::PgListener;
+    if !db.is_postgres() {
+        return;
+    }
+    loop {
+        let pool = db.conn().get_postgres_connection_pool().clone();
+        let forward = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            loop {
+                let notification = listener.recv().await?;
+                if let Some(published) = parse(notification.payload()) {
+                    hub.publish(published);
+                }
+            }
+            #[expect(unreachable_code, reason = "gives the async block its error type")]
+            Ok::<(), sea_orm::sqlx::Error>(())
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            result = forward => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "notification listener lost; reconnecting");
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        let published = Published {
+            user_id: Uuid::new_v4(),
+            notification_id: Uuid::new_v4(),
+        };
+        let payload = format!("{}:{}", published.user_id, published.notification_id);
+        assert_eq!(parse(&payload), Some(published));
+        assert_eq!(parse("junk"), None);
+    }
+}

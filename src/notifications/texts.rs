@@ -1,0 +1,135 @@
+//! The words of a notification, rendered at read time in the reader's
+//! language from `notifications.<event>.title/message` in `locales/*.yml`,
+//! with the order id, the total formatted for the language and currency,
+//! and the status's name filled in.
+//!
+//! Money is formatted here, about forty lines, rather than with a crate:
+//! the candidates (`rusty-money`, `iso_currency`) format per currency, not
+//! per reader (`$1,234.50` for English, `R$ 1.234,50` for Portuguese), and
+//! we need only the separators of two languages and a symbol table.
+
+use serde_json::Value;
+
+use crate::i18n::{self, Lang};
+
+/// Title and message of `event` with `data`, in `lang`.
+pub fn render(event: &str, data: &Value, lang: Lang) -> (String, String) {
+    let text = |field: &str| -> Option<String> {
+        let key = format!("notifications.{event}.{field}");
+        let params = params(data, lang);
+        let rendered = i18n::text(lang, &key, &params);
+        // An unknown event renders its key back: use a generic text then.
+        (rendered != key).then_some(rendered)
+    };
+    match (text("title"), text("message")) {
+        (Some(title), Some(message)) => (title, message),
+        _ => (
+            i18n::text(lang, "notifications.generic.title", &[]),
+            i18n::text(
+                lang,
+                "notifications.generic.message",
+                &[("event", event.to_owned())],
+            ),
+        ),
+    }
+}
+
+fn params(data: &Value, lang: Lang) -> Vec<(&'static str, String)> {
+    let mut params = Vec::new();
+    if let Some(order) = data.get("orderId").and_then(Value::as_str) {
+        params.push(("order", order.to_owned()));
+    }
+    if let (Some(total), Some(currency)) = (
+        data.get("total").and_then(Value::as_i64),
+        data.get("currency").and_then(Value::as_str),
+    ) {
+        params.push(("total", format_money(total, currency, lang)));
+    }
+    if let Some(status) = data.get("status").and_then(Value::as_str) {
+        params.push(("status", status_name(status, lang)));
+    }
+    if let Some(ip) = data.get("ip").and_then(Value::as_str) {
+        params.push(("ip", ip.to_owned()));
+    }
+    if let Some(agent) = data.get("userAgent").and_then(Value::as_str) {
+        params.push(("device", agent.to_owned()));
+    }
+    params
+}
+
+/// A status as readers call it (`SHIPPED` → "shipped" / "enviado").
+pub fn status_name(status: &str, lang: Lang) -> String {
+    let key = format!("order_status.{status}");
+    let name = i18n::text(lang, &key, &[]);
+    if name == key { status.to_owned() } else { name }
+}
+
+/// Digits after the decimal point of a currency (ISO 4217 minor units).
+fn exponent(currency: &str) -> u32 {
+    match currency {
+        "jpy" | "krw" | "clp" | "vnd" | "isk" | "ugx" | "xaf" | "xof" | "pyg" => 0,
+        "bhd" | "kwd" | "omr" | "jod" | "tnd" => 3,
+        _ => 2,
+    }
+}
+
+fn symbol(currency: &str) -> Option<&'static str> {
+    Some(match currency {
+        "usd" => "$",
+        "brl" => "R$",
+        "eur" => "€",
+        "gbp" => "£",
+        "jpy" => "¥",
+        _ => return None,
+    })
+}
+
+/// `minor` units of `currency` as `lang` writes money.
+pub fn format_money(minor: i64, currency: &str, lang: Lang) -> String {
+    let currency = currency.to_ascii_lowercase();
+    let exponent = exponent(&currency);
+    let scale = 10_i64.pow(exponent);
+    let negative = minor < 0;
+    let minor = minor.unsigned_abs();
+    let scale = scale.unsigned_abs();
+    let (units, cents) = (minor / scale, minor % scale);
+    let (group, decimal) = match lang {
+        Lang::En => (',', '.'),
+        Lang::PtBr => ('.', ','),
+    };
+    let digits = units.to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(group);
+        }
+        grouped.push(c);
+    }
+    if exponent > 0 {
+        grouped.push(decimal);
+        grouped.push_str(&format!("{cents:0width$}", width = exponent as usize));
+    }
+    let sign = if negative { "-" } else { "" };
+    match (symbol(&currency), lang) {
+        (Some(symbol), Lang::En) => format!("{sign}{symbol}{grouped}"),
+        (Some(symbol), Lang::PtBr) => format!("{sign}{symbol} {grouped}"),
+        (None, _) => format!("{sign}{} {grouped}", currency.to_ascii_uppercase()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_written_as_each_language_writes_it() {
+        assert_eq!(format_money(123_450, "usd", Lang::En), "$1,234.50");
+        assert_eq!(format_money(123_450, "brl", Lang::PtBr), "R$ 1.234,50");
+        assert_eq!(format_money(123_450, "usd", Lang::PtBr), "$ 1.234,50");
+        assert_eq!(format_money(5, "usd", Lang::En), "$0.05");
+        assert_eq!(format_money(100_000_000, "eur", Lang::En), "€1,000,000.00");
+        assert_eq!(format_money(1_500, "jpy", Lang::En), "¥1,500");
+        assert_eq!(format_money(1_234, "chf", Lang::En), "CHF 12.34");
+        assert_eq!(format_money(-250, "usd", Lang::En), "-$2.50");
+    }
+}
