@@ -48,12 +48,18 @@ fn params(data: &Value, lang: Lang) -> Vec<(&'static str, String)> {
     if let Some(status) = data.get("status").and_then(Value::as_str) {
         params.push(("status", status_name(status, lang)));
     }
-    if let Some(ip) = data.get("ip").and_then(Value::as_str) {
-        params.push(("ip", ip.to_owned()));
-    }
-    if let Some(agent) = data.get("userAgent").and_then(Value::as_str) {
-        params.push(("device", agent.to_owned()));
-    }
+    // A sign-in may come without a user agent or address: say so rather
+    // than leave a placeholder.
+    let ip = data.get("ip").and_then(Value::as_str).map_or_else(
+        || i18n::text(lang, "notifications.unknown_address", &[]),
+        str::to_owned,
+    );
+    let device = data.get("userAgent").and_then(Value::as_str).map_or_else(
+        || i18n::text(lang, "notifications.unknown_device", &[]),
+        str::to_owned,
+    );
+    params.push(("ip", ip));
+    params.push(("device", device));
     params
 }
 
@@ -120,6 +126,13 @@ pub fn format_money(minor: i64, currency: &str, lang: Lang) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sign_in_without_device_or_address_says_so() {
+        let (_, message) = render("auth.login", &serde_json::json!({}), Lang::En);
+        assert!(!message.contains("%{"), "{message}");
+        assert!(message.contains("an unknown device"), "{message}");
+    }
 
     #[test]
     fn money_is_written_as_each_language_writes_it() {

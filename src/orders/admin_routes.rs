@@ -376,7 +376,9 @@ async fn set_status(
         }
         .into());
     }
-    let change = Change::to(body.status, Actor::User(staff.id)).because("status set by staff");
+    let mut change = Change::to(body.status, Actor::User(staff.id)).because("status set by staff");
+    // The earlier API's event for this route.
+    change.notify_as = Some("order.status_changed");
     act(&state, &staff, id, change).await
 }
 

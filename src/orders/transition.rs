@@ -73,6 +73,9 @@ pub struct Change {
     /// Tell the owner (off when the caller records a more specific event,
     /// such as `order.failed`).
     pub notify: bool,
+    /// The event to tell, instead of the target status's own
+    /// (`order.status_changed` for the generic status route).
+    pub notify_as: Option<&'static str>,
 }
 
 impl Change {
@@ -85,6 +88,7 @@ impl Change {
             carrier: None,
             restock: false,
             notify: true,
+            notify_as: None,
         }
     }
 
@@ -268,7 +272,8 @@ async fn apply_effects(
         | OrderStatus::Delivered => {}
     }
     if change.notify {
-        notify(txn, &done.order, event_name(change.to)).await?;
+        let event = change.notify_as.unwrap_or_else(|| event_name(change.to));
+        notify(txn, &done.order, event).await?;
     }
     Ok(())
 }

@@ -197,7 +197,7 @@ async fn two_thousand_jobs_over_four_workers_each_run_exactly_once() {
 }
 
 /// Starts `dispatch serve --role worker` against the test's database.
-fn spawn_worker_process(app: &TestApp) -> tokio::process::Child {
+pub(crate) fn spawn_worker_process(app: &TestApp) -> tokio::process::Child {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_dispatch"));
     command.args(["serve", "--role", "worker"]);
     command.env_clear();

@@ -18,6 +18,7 @@ mod catalog;
 mod dashboard;
 mod idempotency;
 mod jobs;
+mod notifications;
 mod order_requests;
 mod orders;
 mod pagination;
