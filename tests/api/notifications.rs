@@ -657,3 +657,26 @@ async fn a_stream_ends_when_its_session_is_revoked_and_sends_keep_alives_meanwhi
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_stream_keeps_delivering_while_redis_is_down() {
+    // Fan-out never goes through Redis (the database announces new
+    // notifications); with Redis unreachable, sessions and caches fall back
+    // to the database and the stream still works.
+    let app = spawn_app_with_workers(&[("REDIS_URL", "redis://127.0.0.1:1")]).await;
+    let user = app.register_user().await;
+    let mut stream = EventStream::open(&app, &user, None).await;
+    let order = Uuid::new_v4();
+    enqueue_notification(&app, user.id, order).await;
+    let body = loop {
+        let event = stream.next(WAIT).await.expect("a notification event");
+        let body: Value = serde_json::from_str(&event.data).unwrap();
+        if body["event"] == "order.shipped" {
+            break body;
+        }
+    };
+    assert_eq!(
+        body["message"],
+        format!("Your order {order} is on its way.")
+    );
+}
