@@ -206,13 +206,10 @@ async fn cancel_unpaid(
     free_key: bool,
 ) -> Result<(), JobError> {
     let txn = ctx.db.begin_write().await?;
-    match transition(
-        &txn,
-        order_id,
-        Change::to(OrderStatus::Canceled, Actor::System).because(reason),
-    )
-    .await
-    {
+    let mut change = Change::to(OrderStatus::Canceled, Actor::System).because(reason);
+    // Decided on an earlier read: if a payment made it PAID meanwhile, that wins.
+    change.expect_from = Some(OrderStatus::Pending);
+    match transition(&txn, order_id, change).await {
         Ok(done) => {
             if free_key {
                 crate::idempotency::release_resource(&*txn, order_id).await?;

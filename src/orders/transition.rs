@@ -76,6 +76,10 @@ pub struct Change {
     /// The event to tell, instead of the target status's own
     /// (`order.status_changed` for the generic status route).
     pub notify_as: Option<&'static str>,
+    /// Only from this status: a caller that decided on an earlier read (an
+    /// expiry deciding an unpaid order is overdue) gets `Conflict` if the
+    /// order has moved since, rather than a transition it did not mean.
+    pub expect_from: Option<OrderStatus>,
 }
 
 impl Change {
@@ -89,6 +93,7 @@ impl Change {
             restock: false,
             notify: true,
             notify_as: None,
+            expect_from: None,
         }
     }
 
@@ -145,6 +150,11 @@ pub async fn transition(
         .await?
         .ok_or(TransitionError::NotFound)?;
     let from = current.status;
+    if let Some(expected) = change.expect_from
+        && expected != from
+    {
+        return Err(TransitionError::Conflict { expected });
+    }
     if !from.may_become(change.to) {
         return Err(TransitionError::Invalid {
             from,

@@ -114,10 +114,12 @@ pub async fn apply_intent_outcome(
                     auto_refund: false,
                 });
             }
-            Err(TransitionError::Conflict { .. }) => continue,
-            Err(TransitionError::NotFound | TransitionError::Invalid { .. }) => {
-                return Ok(Applied::default());
-            }
+            // Moved between our read and the transition's (READ COMMITTED on
+            // PostgreSQL: a cancel can commit in between): decide again from
+            // the new status, or a payment could land on a canceled order
+            // without its refund.
+            Err(TransitionError::Conflict { .. } | TransitionError::Invalid { .. }) => continue,
+            Err(TransitionError::NotFound) => return Ok(Applied::default()),
             Err(TransitionError::Database(e)) => return Err(e),
         }
     }

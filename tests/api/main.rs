@@ -19,6 +19,8 @@ mod dashboard;
 mod idempotency;
 mod jobs;
 mod notifications;
+mod order_crashes;
+mod order_races;
 mod order_requests;
 mod orders;
 mod pagination;
