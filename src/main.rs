@@ -1,4 +1,5 @@
-//! The `dispatch` command line: serve, migrate, openapi, create-admin, version.
+//! The `dispatch` command line: serve, migrate, openapi, create-admin,
+//! healthcheck, version.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -53,6 +54,14 @@ enum Command {
         #[arg(long, default_value = "Administrator")]
         name: String,
     },
+    /// Probe a running server (for container health checks): GET the URL
+    /// with a short timeout; exit 0 on a 2xx answer, 1 otherwise.
+    Healthcheck {
+        /// What to GET. Default: `/health/ready` on `BIND_ADDR` (an
+        /// unspecified address such as 0.0.0.0 becomes loopback).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print the version and exit.
     Version,
 }
@@ -99,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             name,
         } => runtime.block_on(create_admin(email, password, role, name)),
         Command::Serve { role } => runtime.block_on(serve(role)),
+        Command::Healthcheck { url } => runtime.block_on(healthcheck(url)),
     }
 }
 
@@ -189,6 +199,46 @@ async fn serve(role: ProcessRole) -> anyhow::Result<()> {
     }
     state.db.clone().close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// GETs `url` (default: `/health/ready` on `BIND_ADDR`); an error, and so
+/// exit status 1, unless the answer is 2xx. Reads only `BIND_ADDR`, not the
+/// whole configuration, so it works wherever the server's environment does.
+async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let text = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+            let mut address: std::net::SocketAddr = text
+                .trim()
+                .parse()
+                .with_context(|| format!("BIND_ADDR {text:?} is not an address"))?;
+            if address.ip().is_unspecified() {
+                address.set_ip(match address {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{address}/health/ready")
+        }
+    };
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()?;
+    let status = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .status();
+    if !status.is_success() {
+        bail!("GET {url}: {status}");
+    }
+    println!("GET {url}: {status}");
     Ok(())
 }
 

@@ -129,6 +129,17 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
+impl<T> Page<T> {
+    /// The same page with each item turned into a view.
+    pub fn map<U>(self, view: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(view).collect(),
+            next_cursor: self.next_cursor,
+            has_more: self.has_more,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,15 +82,7 @@ async fn list(
     )
     .await?;
     let lang = Lang::from(reader.language);
-    Ok(Json(Page {
-        items: rows
-            .items
-            .into_iter()
-            .map(|row| NotificationView::new(row, lang))
-            .collect(),
-        next_cursor: rows.next_cursor,
-        has_more: rows.has_more,
-    }))
+    Ok(Json(rows.map(|row| NotificationView::new(row, lang))))
 }
 
 /// How many of the caller's notifications are unread.

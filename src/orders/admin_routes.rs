@@ -109,15 +109,7 @@ async fn list_orders(
         visible: OrderFilter::visible_to(staff.role),
     };
     let orders = queries::list(state.db.conn(), &filter, &page).await?;
-    Ok(Json(Page {
-        items: orders
-            .items
-            .into_iter()
-            .map(StaffOrderView::summary)
-            .collect(),
-        next_cursor: orders.next_cursor,
-        has_more: orders.has_more,
-    }))
+    Ok(Json(orders.map(StaffOrderView::summary)))
 }
 
 /// The order if `staff` may see it.

@@ -130,15 +130,50 @@ pub async fn list<C: ConnectionTrait>(
         },
         |o| o,
     );
-    let mut items = Vec::with_capacity(page.items.len());
-    for order in page.items {
-        items.push(record(conn, order).await?);
-    }
+    let next_cursor = page.next_cursor.clone();
+    let has_more = page.has_more;
+    let items = records(conn, page.items).await?;
     Ok(Page {
         items,
-        next_cursor: page.next_cursor,
-        has_more: page.has_more,
+        next_cursor,
+        has_more,
     })
+}
+
+/// Many orders with their lines and payments, in three queries.
+pub async fn records<C: ConnectionTrait>(
+    conn: &C,
+    orders: Vec<order::Model>,
+) -> Result<Vec<OrderRecord>, DbErr> {
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut lines: std::collections::HashMap<Uuid, Vec<order_line::Model>> =
+        std::collections::HashMap::new();
+    for line in OrderLines::find()
+        .filter(order_line::Column::OrderId.is_in(ids.iter().copied()))
+        .order_by_asc(order_line::Column::ItemId)
+        .all(conn)
+        .await?
+    {
+        lines.entry(line.order_id).or_default().push(line);
+    }
+    let mut payments: std::collections::HashMap<Uuid, payment::Model> = payment::Entity::find()
+        .filter(payment::Column::OrderId.is_in(ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|p| (p.order_id, p))
+        .collect();
+    Ok(orders
+        .into_iter()
+        .map(|order| OrderRecord {
+            lines: lines.remove(&order.id).unwrap_or_default(),
+            payment: payments.remove(&order.id),
+            order,
+        })
+        .collect())
 }
 
 /// Takes `quantity` of an item if enough remains; the item as it is now,

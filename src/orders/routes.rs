@@ -143,11 +143,7 @@ async fn my_orders(
         visible: None,
     };
     let orders = queries::list(state.db.conn(), &filter, &page).await?;
-    Ok(Json(Page {
-        items: orders.items.into_iter().map(OrderView::owner).collect(),
-        next_cursor: orders.next_cursor,
-        has_more: orders.has_more,
-    }))
+    Ok(Json(orders.map(OrderView::owner)))
 }
 
 /// One of the caller's orders (anyone else's is 404).
