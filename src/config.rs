@@ -134,7 +134,8 @@ impl RateQuota {
 pub struct Config {
     pub environment: Environment,
     pub bind_addr: SocketAddr,
-    /// When set, `/metrics` is served on this address instead of the API's.
+    /// When set, `/metrics` is also served on this address (worker processes,
+    /// which have no API listener, serve it only there).
     pub metrics_addr: Option<SocketAddr>,
     pub database_url: SecretString,
     pub db_max_connections: u32,

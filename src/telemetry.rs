@@ -52,6 +52,17 @@ pub fn metrics_handle() -> PrometheusHandle {
                         10.0,
                     ],
                 )
+                .and_then(|builder| {
+                    // A histogram (not a summary) so quantiles combine across
+                    // worker processes.
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("job_enqueue_to_start_seconds".to_owned()),
+                        &[
+                            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                            10.0, 30.0, 60.0, 300.0,
+                        ],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
