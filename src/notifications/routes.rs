@@ -273,15 +273,16 @@ impl Sent {
 
     /// Records `id`; false if it was sent already.
     fn insert(&mut self, id: Uuid) -> bool {
-        if !self.ids.insert(id) {
+        if self.ids.contains(&id) {
             return false;
         }
-        self.order.push_back(id);
-        if self.order.len() > Self::CAPACITY
+        if self.order.len() >= Self::CAPACITY
             && let Some(old) = self.order.pop_front()
         {
             self.ids.remove(&old);
         }
+        self.ids.insert(id);
+        self.order.push_back(id);
         true
     }
 }
@@ -321,8 +322,16 @@ async fn feed(
             },
             received = live.recv() => match received {
                 Ok(published) if published.user_id == reader.id => {
-                    let Ok(Some(row)) = queries::find(state.db.conn(), reader.id, published.notification_id).await else {
-                        continue;
+                    let row = match queries::find(state.db.conn(), reader.id, published.notification_id).await {
+                        Ok(Some(row)) => row,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            // End the stream rather than skip one: the client
+                            // reconnects with its Last-Event-ID and the replay
+                            // brings what it missed.
+                            tracing::warn!(error = %e, "notification stream could not load a notification; closing it");
+                            return;
+                        }
                     };
                     if !sent.insert(row.id) {
                         continue;
