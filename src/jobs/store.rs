@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query},
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query, SimpleExpr},
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -24,6 +24,20 @@ use crate::db::{Database, WriteTxn};
 
 fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+/// `state = '<state>'` with the state written into the SQL, not bound.
+///
+/// The claim and the rescuer read through partial indexes (`… WHERE state =
+/// 'available'`, `'running'`). PostgreSQL can use such an index for a
+/// prepared statement only if the condition is a literal: with a bound
+/// parameter, the generic plan it switches to after five executions cannot
+/// prove the index's predicate, so it read every row of that state through
+/// `jobs_state_queue_kind_idx` and sorted them, on every claim: a claim's
+/// cost grew with the backlog (8 ms for 32 jobs with 10 000 waiting, 80 ms
+/// with 110 000), where the partial index answers in about 1 ms regardless.
+fn state_is(state: JobState) -> SimpleExpr {
+    Expr::col((Jobs, job::Column::State)).eq(Expr::Constant(state.as_str().into()))
 }
 
 /// Tells workers a job of `queue` will be available when `txn` commits.
@@ -59,15 +73,21 @@ pub async fn claim(
 ) -> Result<Vec<job::Model>, DbErr> {
     let now = crate::db::now();
     let txn = db.begin_write().await?;
-    if is_paused(&*txn, queue).await? {
-        return Ok(Vec::new());
-    }
+    // The pause flag is read by the claiming statement itself (one round
+    // trip less than asking first, and no gap between asking and claiming).
+    let paused = Query::select()
+        .expr(Expr::val(1))
+        .from(JobQueues)
+        .and_where(Expr::col(job_queue::Column::Queue).eq(queue.as_str()))
+        .and_where(Expr::col(job_queue::Column::Paused).eq(true))
+        .to_owned();
     let due = Query::select()
         .column(job::Column::Id)
         .from(Jobs)
         .and_where(Expr::col(job::Column::Queue).eq(queue.as_str()))
-        .and_where(Expr::col(job::Column::State).eq(JobState::Available.as_str()))
+        .and_where(state_is(JobState::Available))
         .and_where(Expr::col(job::Column::RunAt).lte(now))
+        .and_where(Expr::exists(paused).not())
         .order_by(job::Column::Priority, Order::Desc)
         .order_by(job::Column::RunAt, Order::Asc)
         .order_by(job::Column::Id, Order::Asc)
@@ -102,7 +122,7 @@ pub async fn next_due<C: ConnectionTrait>(
         .select_only()
         .column(job::Column::RunAt)
         .filter(job::Column::Queue.eq(queue.as_str()))
-        .filter(job::Column::State.eq(JobState::Available))
+        .filter(state_is(JobState::Available))
         .order_by_asc(job::Column::RunAt)
         .limit(1)
         .into_tuple::<DateTime<Utc>>()
@@ -230,7 +250,7 @@ pub async fn expired_leases<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<Vec<job::Model>, DbErr> {
     Jobs::find()
-        .filter(job::Column::State.eq(JobState::Running))
+        .filter(state_is(JobState::Running))
         .filter(job::Column::LeaseExpiresAt.lt(crate::db::now()))
         .order_by_asc(job::Column::LeaseExpiresAt)
         .limit(limit)
