@@ -423,6 +423,65 @@ async fn a_uniqueness_key_dedupes_enqueues() {
 }
 
 #[tokio::test]
+async fn enqueue_many_writes_a_transactions_jobs_together_dedupes_and_rolls_back_with_it() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let db = &app.state.db;
+    let txn = db.begin_write().await.unwrap();
+    jobs::enqueue_many(&txn, (0..3).map(|_| NewJob::of(&Probe::default())))
+        .await
+        .unwrap();
+    drop(txn); // rolls back
+    assert_eq!(Jobs::find().count(db.conn()).await.unwrap(), 0);
+
+    let txn = db.begin_write().await.unwrap();
+    let outcome = jobs::enqueue_many(
+        &txn,
+        [
+            NewJob::of(&Probe::default()),
+            NewJob::of(&Probe::default()).unique("order:7:process"),
+            NewJob::of(&Probe::default()).unique("order:7:process"),
+            NewJob::of(&Probe::default()),
+        ],
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    assert!(matches!(
+        outcome[..],
+        [
+            Enqueued::Inserted(_),
+            Enqueued::Inserted(_),
+            Enqueued::Duplicate,
+            Enqueued::Inserted(_)
+        ]
+    ));
+    let txn = db.begin_write().await.unwrap();
+    let again = jobs::enqueue_many(
+        &txn,
+        [NewJob::of(&Probe::default()).unique("order:7:process")],
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(again, vec![Enqueued::Duplicate]);
+
+    let ids: Vec<Uuid> = outcome
+        .iter()
+        .filter_map(|o| match o {
+            Enqueued::Inserted(id) => Some(*id),
+            Enqueued::Duplicate => None,
+        })
+        .collect();
+    let pool = start_pool(&app, 2);
+    for id in &ids {
+        wait_for_state(db, *id, JobState::Succeeded).await;
+    }
+    pool.shutdown().await;
+    let runs = diagnostics::runs_per_job(db.conn()).await.unwrap();
+    assert_eq!(runs, ids.iter().map(|id| (*id, 1)).collect());
+}
+
+#[tokio::test]
 async fn two_schedulers_never_double_fire_a_tick() {
     let app = spawn_app_with(&fast_jobs()).await;
     let periodic = Periodic {
