@@ -2,7 +2,7 @@
 //! change after a claim is fenced by `(lease_owner, attempt)`, so only the
 //! worker holding the current lease can move a job on.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -134,7 +134,8 @@ pub async fn next_due<C: ConnectionTrait>(
 /// passes it also ends the lease.
 fn fenced(
     update: sea_orm::UpdateMany<Jobs>,
-    job: &job::Model,
+    id: Uuid,
+    attempt: i32,
     owner: Uuid,
 ) -> sea_orm::UpdateMany<Jobs> {
     update
@@ -143,24 +144,70 @@ fn fenced(
             job::Column::LeaseExpiresAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .filter(job::Column::Id.eq(job.id))
+        .filter(job::Column::Id.eq(id))
         .filter(job::Column::State.eq(JobState::Running))
         .filter(job::Column::LeaseOwner.eq(owner))
-        .filter(job::Column::Attempt.eq(job.attempt))
+        .filter(job::Column::Attempt.eq(attempt))
 }
 
 /// Marks a job succeeded. False if the lease was lost meanwhile.
 pub async fn complete(db: &Database, job: &job::Model, owner: Uuid) -> Result<bool, DbErr> {
+    let done = complete_many(db, owner, &[(job.id, job.attempt)]).await?;
+    Ok(done.contains(&job.id))
+}
+
+/// Marks many jobs succeeded in one transaction, each fenced on its own
+/// `(id, running, owner, attempt)` exactly like [`complete`]. Returns the
+/// ids whose fence held; the others had lost their lease and are untouched.
+pub async fn complete_many(
+    db: &Database,
+    owner: Uuid,
+    jobs: &[(Uuid, i32)],
+) -> Result<HashSet<Uuid>, DbErr> {
+    let mut done = HashSet::with_capacity(jobs.len());
+    if jobs.is_empty() {
+        return Ok(done);
+    }
     let now = crate::db::now();
     let txn = db.begin_write().await?;
-    let done = fenced(Jobs::update_many(), job, owner)
-        .col_expr(job::Column::State, Expr::value(JobState::Succeeded))
-        .col_expr(job::Column::FinishedAt, Expr::value(now))
-        .col_expr(job::Column::UpdatedAt, Expr::value(now))
-        .exec(&*txn)
-        .await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // One statement whatever the batch size (so one prepared statement),
+        // with each row's own fence. `j.id = ANY(…)` makes the primary key
+        // bound the rows read: without it, and without statistics (this
+        // server runs with autovacuum off), the planner drove the join from
+        // every running row of the owner and rescanned the batch for each.
+        let (ids, attempts): (Vec<Uuid>, Vec<i32>) = jobs.iter().copied().unzip();
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE jobs AS j SET state = 'succeeded', lease_owner = NULL, \
+             lease_expires_at = NULL, finished_at = $1, updated_at = $1 \
+             FROM unnest($2::uuid[], $3::integer[]) AS done(id, attempt) \
+             WHERE j.id = ANY($2) AND j.id = done.id AND j.attempt = done.attempt \
+             AND j.state = 'running' AND j.lease_owner = $4 \
+             RETURNING j.id",
+            [now.into(), ids.into(), attempts.into(), owner.into()],
+        );
+        for row in txn.query_all_raw(statement).await? {
+            done.insert(row.try_get::<Uuid>("", "id")?);
+        }
+    } else {
+        // SQLite: statements are in-process calls, so one fenced UPDATE per
+        // job costs little; the transaction (the writer permit, the commit)
+        // is what is shared.
+        for &(id, attempt) in jobs {
+            let result = fenced(Jobs::update_many(), id, attempt, owner)
+                .col_expr(job::Column::State, Expr::value(JobState::Succeeded))
+                .col_expr(job::Column::FinishedAt, Expr::value(now))
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .exec(&*txn)
+                .await?;
+            if result.rows_affected == 1 {
+                done.insert(id);
+            }
+        }
+    }
     txn.commit().await?;
-    Ok(done.rows_affected == 1)
+    Ok(done)
 }
 
 fn with_error(job: &job::Model, error: &str) -> serde_json::Value {
@@ -181,7 +228,7 @@ pub async fn retry(
     let now = crate::db::now();
     let txn = db.begin_write().await?;
     let queue = Queue::parse(&job.queue).unwrap_or(Queue::Maintenance);
-    let done = fenced(Jobs::update_many(), job, owner)
+    let done = fenced(Jobs::update_many(), job.id, job.attempt, owner)
         .col_expr(job::Column::State, Expr::value(JobState::Available))
         .col_expr(job::Column::RunAt, Expr::value(run_at))
         .col_expr(job::Column::LastError, Expr::value(error))
@@ -207,7 +254,7 @@ pub async fn fail(
 ) -> Result<bool, DbErr> {
     let now = crate::db::now();
     let txn = db.begin_write().await?;
-    let done = fenced(Jobs::update_many(), job, owner)
+    let done = fenced(Jobs::update_many(), job.id, job.attempt, owner)
         .col_expr(job::Column::State, Expr::value(JobState::Failed))
         .col_expr(job::Column::LastError, Expr::value(error))
         .col_expr(job::Column::Errors, Expr::value(with_error(job, error)))
@@ -228,16 +275,28 @@ pub async fn fail(
 }
 
 /// Extends the lease of every job `owner` is running.
+///
+/// Rows locked at that moment are skipped: they belong to a batch of
+/// successes being written (they are leaving `running`; if that write fails,
+/// the next beat extends them). Waiting for them instead could deadlock with
+/// that batch, which locks the same rows in another order.
 pub async fn heartbeat(db: &Database, owner: Uuid, lease: Duration) -> Result<u64, DbErr> {
     let now = crate::db::now();
     let txn = db.begin_write().await?;
+    let mine = Query::select()
+        .column(job::Column::Id)
+        .from(Jobs)
+        .and_where(state_is(JobState::Running))
+        .and_where(Expr::col(job::Column::LeaseOwner).eq(owner))
+        // SQLite (where sea-query drops this) has one writer at a time.
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned();
     let result = Jobs::update_many()
         .col_expr(
             job::Column::LeaseExpiresAt,
             Expr::value(now + chrono_duration(lease)),
         )
-        .filter(job::Column::State.eq(JobState::Running))
-        .filter(job::Column::LeaseOwner.eq(owner))
+        .filter(job::Column::Id.in_subquery(mine))
         .exec(&*txn)
         .await?;
     txn.commit().await?;
