@@ -274,18 +274,27 @@ pub async fn fail(
     Ok(true)
 }
 
-/// Extends the lease of every job `owner` is running.
+/// Extends the leases of `jobs` that `owner` is still running.
 ///
 /// Rows locked at that moment are skipped: they belong to a batch of
-/// successes being written (they are leaving `running`; if that write fails,
-/// the next beat extends them). Waiting for them instead could deadlock with
-/// that batch, which locks the same rows in another order.
-pub async fn heartbeat(db: &Database, owner: Uuid, lease: Duration) -> Result<u64, DbErr> {
+/// successes being written (they are leaving `running`; if that write fails
+/// and is tried again, the next beat extends them). Waiting for them instead
+/// could deadlock with that batch, which locks the same rows in another order.
+pub async fn heartbeat(
+    db: &Database,
+    owner: Uuid,
+    jobs: &[Uuid],
+    lease: Duration,
+) -> Result<u64, DbErr> {
+    if jobs.is_empty() {
+        return Ok(0);
+    }
     let now = crate::db::now();
     let txn = db.begin_write().await?;
     let mine = Query::select()
         .column(job::Column::Id)
         .from(Jobs)
+        .and_where(Expr::col(job::Column::Id).is_in(jobs.iter().copied()))
         .and_where(state_is(JobState::Running))
         .and_where(Expr::col(job::Column::LeaseOwner).eq(owner))
         // SQLite (where sea-query drops this) has one writer at a time.

@@ -2,7 +2,12 @@
 //! lease heartbeat, the rescuer of dead workers' jobs, and the PostgreSQL
 //! listener that wakes fetchers when another process commits a job.
 
-use std::{collections::HashMap, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::FutureExt;
 use sea_orm::{
@@ -10,7 +15,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
+    sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
     task::JoinHandle,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -68,6 +73,13 @@ struct Shared {
     settings: WorkerSettings,
     /// Successes on their way to the pool's completer.
     completions: mpsc::Sender<Completion>,
+    /// Jobs claimed by this pool whose outcome is not written yet: the only
+    /// leases the heartbeat extends. A job whose outcome could not be written
+    /// (or whose written success was lost, see [`store::complete_many`])
+    /// leaves this set, so its lease runs out and the rescuer re-queues it.
+    /// Keyed by attempt too: a retried job's next attempt may be claimed
+    /// before the previous attempt's handler has left the set.
+    in_flight: Mutex<HashSet<(Uuid, i32)>>,
 }
 
 /// A running pool. [`WorkerPool::shutdown`] drains it.
@@ -100,6 +112,7 @@ impl WorkerPool {
             registry,
             settings,
             completions,
+            in_flight: Mutex::default(),
         });
         let pool = Self {
             shared,
@@ -248,6 +261,11 @@ async fn fetch_loop(
             }
         };
         let got = claimed.len();
+        shared
+            .in_flight
+            .lock()
+            .await
+            .extend(claimed.iter().map(|job| (job.id, job.attempt)));
         for (job, permit) in claimed.into_iter().zip(permits.drain(..)) {
             handlers.spawn(run_job(Arc::clone(&shared), job, permit));
         }
@@ -321,6 +339,7 @@ async fn run_job(shared: Arc<Shared>, job: job::Model, slot: OwnedSemaphorePermi
             Err(_) => Err(JobError::retryable("the handler panicked")),
         };
         finish(&shared, &job, outcome, &labels, slot).await;
+        shared.in_flight.lock().await.remove(&(job.id, job.attempt));
     };
     crate::telemetry::CORRELATION_ID
         .scope(correlation_id, work.instrument(span))
@@ -477,7 +496,16 @@ async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = store::heartbeat(&shared.db, shared.owner, shared.settings.lease).await {
+        let in_flight: Vec<Uuid> = shared
+            .in_flight
+            .lock()
+            .await
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        if let Err(e) =
+            store::heartbeat(&shared.db, shared.owner, &in_flight, shared.settings.lease).await
+        {
             tracing::warn!(error = %e, "lease heartbeat failed");
         }
     }
