@@ -210,9 +210,12 @@ pub async fn complete_many(
     Ok(done)
 }
 
-fn with_error(job: &job::Model, error: &str) -> serde_json::Value {
+/// The job's error history with this attempt's error, reported at `at`
+/// (taken before waiting for a transaction, so that the gap between two
+/// entries shows the backoff, not how long the write waited for a connection).
+fn with_error(job: &job::Model, error: &str, at: DateTime<Utc>) -> serde_json::Value {
     let mut history = job.errors.as_array().cloned().unwrap_or_default();
-    history.push(json!({"attempt": job.attempt, "at": crate::db::now(), "error": error}));
+    history.push(json!({"attempt": job.attempt, "at": at, "error": error}));
     serde_json::Value::Array(history)
 }
 
@@ -232,7 +235,10 @@ pub async fn retry(
         .col_expr(job::Column::State, Expr::value(JobState::Available))
         .col_expr(job::Column::RunAt, Expr::value(run_at))
         .col_expr(job::Column::LastError, Expr::value(error))
-        .col_expr(job::Column::Errors, Expr::value(with_error(job, error)))
+        .col_expr(
+            job::Column::Errors,
+            Expr::value(with_error(job, error, now)),
+        )
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .exec(&*txn)
         .await?;
@@ -257,7 +263,10 @@ pub async fn fail(
     let done = fenced(Jobs::update_many(), job.id, job.attempt, owner)
         .col_expr(job::Column::State, Expr::value(JobState::Failed))
         .col_expr(job::Column::LastError, Expr::value(error))
-        .col_expr(job::Column::Errors, Expr::value(with_error(job, error)))
+        .col_expr(
+            job::Column::Errors,
+            Expr::value(with_error(job, error, now)),
+        )
         .col_expr(job::Column::FinishedAt, Expr::value(now))
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .exec(&*txn)
