@@ -152,17 +152,43 @@ fn fenced(
 
 /// Marks a job succeeded. False if the lease was lost meanwhile.
 pub async fn complete(db: &Database, job: &job::Model, owner: Uuid) -> Result<bool, DbErr> {
-    let done = complete_many(db, owner, &[(job.id, job.attempt)]).await?;
+    let done = complete_many(db, owner, &[(job.id, job.attempt)], Commit::Durable).await?;
     Ok(done.contains(&job.id))
+}
+
+/// How a batch of successes commits on PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Returns once the commit is flushed to disk (the server's default).
+    Durable,
+    /// Returns before the flush (`synchronous_commit = off`); see
+    /// [`complete_many`] for when that is allowed.
+    Deferred,
 }
 
 /// Marks many jobs succeeded in one transaction, each fenced on its own
 /// `(id, running, owner, attempt)` exactly like [`complete`]. Returns the
 /// ids whose fence held; the others had lost their lease and are untouched.
+///
+/// With [`Commit::Deferred`] the PostgreSQL transaction returns before its
+/// WAL record is flushed, so a crash of the database server (or its machine)
+/// within 3 × `wal_writer_delay` (600 ms by default) can forget these
+/// successes. Nothing else is lost: the handlers' own writes committed durably before,
+/// WAL is replayed in order (any later durable commit flushes this one too),
+/// and a forgotten success leaves the job `running` under a lease its pool no
+/// longer renews (the heartbeat extends only the jobs a pool still holds), so
+/// the rescuer re-queues it once the lease expires and it runs again:
+/// at-least-once delivery, which every handler tolerates by being idempotent.
+/// The caller must not defer the success of a job on its last attempt: the
+/// rescuer would fail that job and enqueue its compensation instead of
+/// running it again. Retries and failures are never written this way.
+/// (SQLite runs in WAL mode with `synchronous = NORMAL`, which already makes
+/// this trade for every commit; the mode is ignored there.)
 pub async fn complete_many(
     db: &Database,
     owner: Uuid,
     jobs: &[(Uuid, i32)],
+    commit: Commit,
 ) -> Result<HashSet<Uuid>, DbErr> {
     let mut done = HashSet::with_capacity(jobs.len());
     if jobs.is_empty() {
@@ -171,6 +197,10 @@ pub async fn complete_many(
     let now = crate::db::now();
     let txn = db.begin_write().await?;
     if txn.get_database_backend() == DbBackend::Postgres {
+        if commit == Commit::Deferred {
+            txn.execute_unprepared("SET LOCAL synchronous_commit = off")
+                .await?;
+        }
         // One statement whatever the batch size (so one prepared statement),
         // with each row's own fence. `j.id = ANY(…)` makes the primary key
         // bound the rows read: without it, and without statistics (this

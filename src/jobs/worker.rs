@@ -368,6 +368,7 @@ async fn finish(
                 .send(Completion {
                     id: job.id,
                     attempt: job.attempt,
+                    last_attempt: job.attempt >= job.max_attempts,
                     done,
                 })
                 .await;
@@ -425,6 +426,10 @@ const COMPLETION_QUEUE: usize = 1024;
 struct Completion {
     id: Uuid,
     attempt: i32,
+    /// A success forgotten by a server crash must lead to another run, not
+    /// to the failure and compensation that follow a last attempt's lost
+    /// lease, so such a success is written with a durable commit.
+    last_attempt: bool,
     /// Whether the fence held (false: the lease was lost meanwhile).
     done: oneshot::Sender<Result<bool, String>>,
 }
@@ -461,14 +466,20 @@ const COMPLETION_TRIES: u32 = 3;
 
 async fn write_completions(db: &Database, owner: Uuid, batch: &mut Vec<Completion>) {
     let pairs: Vec<(Uuid, i32)> = batch.iter().map(|c| (c.id, c.attempt)).collect();
-    // A failed write is tried again: one error now concerns a whole batch,
-    // and a success never written leaves its job `running` under this pool's
-    // heartbeat. The fence makes a second try harmless; at worst, after a
-    // commit whose answer was lost, jobs already written read as lost leases.
+    // See store::complete_many for why a deferred commit loses no job.
+    let commit = if batch.iter().any(|c| c.last_attempt) {
+        store::Commit::Durable
+    } else {
+        store::Commit::Deferred
+    };
+    // A failed write is tried again: one error concerns a whole batch, and a
+    // success never written means running the job again once its lease runs
+    // out. The fence makes a second try harmless; at worst, after a commit
+    // whose answer was lost, jobs already written read as lost leases.
     let mut pause = Duration::from_millis(50);
     let mut tries = 1;
     let written = loop {
-        match store::complete_many(db, owner, &pairs).await {
+        match store::complete_many(db, owner, &pairs, commit).await {
             Err(e) if tries < COMPLETION_TRIES => {
                 tracing::warn!(error = %e, jobs = pairs.len(), "writing job successes failed; trying again");
                 tokio::time::sleep(pause).await;

@@ -483,6 +483,7 @@ async fn enqueue_many_writes_a_transactions_jobs_together_dedupes_and_rolls_back
 
 #[tokio::test]
 async fn a_batched_completion_writes_only_the_jobs_whose_lease_is_still_held() {
+    use jobs::store::Commit::Durable;
     let app = spawn_app_with(&fast_jobs()).await;
     let db = &app.state.db;
     enqueue_probes(db, 3, 0).await;
@@ -507,7 +508,9 @@ async fn a_batched_completion_writes_only_the_jobs_whose_lease_is_still_held() {
     assert_eq!((retaken[0].id, retaken[0].attempt), (lost.id, 2));
 
     let batch: Vec<(Uuid, i32)> = claimed.iter().map(|j| (j.id, j.attempt)).collect();
-    let done = jobs::store::complete_many(db, first, &batch).await.unwrap();
+    let done = jobs::store::complete_many(db, first, &batch, Durable)
+        .await
+        .unwrap();
     assert_eq!(
         done,
         [claimed[0].id, claimed[2].id].into_iter().collect(),
@@ -519,11 +522,11 @@ async fn a_batched_completion_writes_only_the_jobs_whose_lease_is_still_held() {
         (JobState::Running, Some(second), 2)
     );
     // The new owner cannot complete with the old attempt either.
-    let stale_attempt = jobs::store::complete_many(db, second, &[(lost.id, 1)])
+    let stale_attempt = jobs::store::complete_many(db, second, &[(lost.id, 1)], Durable)
         .await
         .unwrap();
     assert!(stale_attempt.is_empty());
-    let done = jobs::store::complete_many(db, second, &[(lost.id, 2)])
+    let done = jobs::store::complete_many(db, second, &[(lost.id, 2)], Durable)
         .await
         .unwrap();
     assert!(done.contains(&lost.id));
@@ -547,11 +550,11 @@ async fn a_batched_completion_writes_only_the_jobs_whose_lease_is_still_held() {
         .exec(db.conn())
         .await
         .unwrap();
-    let stale_owner = jobs::store::complete_many(db, first, &[(handed_back, 1)])
+    let stale_owner = jobs::store::complete_many(db, first, &[(handed_back, 1)], Durable)
         .await
         .unwrap();
     assert!(stale_owner.is_empty());
-    let done = jobs::store::complete_many(db, second, &[(handed_back, 1)])
+    let done = jobs::store::complete_many(db, second, &[(handed_back, 1)], Durable)
         .await
         .unwrap();
     assert!(done.contains(&handed_back));
