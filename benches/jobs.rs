@@ -7,7 +7,9 @@
 //! ```
 //! With a PostgreSQL URL it creates a database `dispatch_bench_<uuid>` on
 //! that server and drops it afterwards. `BENCH_JOBS` (default 20000) and
-//! `BENCH_CONCURRENCY` (default 32) tune the run. Results are printed as a
+//! `BENCH_CONCURRENCY` (default 32) tune the run; `BENCH_ENQUEUE=each` makes
+//! the producers call `jobs::enqueue` once per job instead of
+//! `jobs::enqueue_many` once per transaction. Results are printed as a
 //! Markdown table for `docs/benchmarks.md`.
 
 use std::time::{Duration, Instant};
@@ -136,7 +138,14 @@ async fn main() -> anyhow::Result<()> {
     println!("\n### Job queue on {backend} ({concurrency} workers, {total} no-op jobs)\n");
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| enqueue rate (4 producers, 100 per transaction) | {enqueue_rate:.0} jobs/s |");
+    let enqueue_call = if one_by_one() {
+        "`enqueue` per job"
+    } else {
+        "`enqueue_many`"
+    };
+    println!(
+        "| enqueue rate (4 producers, 100 per transaction, {enqueue_call}) | {enqueue_rate:.0} jobs/s |"
+    );
     println!("| throughput, enqueue + run, end to end | {throughput:.0} jobs/s |");
     println!(
         "| commit-to-start p50 / p99, idle | {:.1} ms / {:.1} ms |",
@@ -172,6 +181,13 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// `BENCH_ENQUEUE=each` enqueues with one `jobs::enqueue` call per job (the
+/// path of handlers that enqueue one job); by default a transaction's jobs go
+/// through one `jobs::enqueue_many` call.
+fn one_by_one() -> bool {
+    std::env::var("BENCH_ENQUEUE").is_ok_and(|v| v == "each")
+}
+
 fn start_pool(state: &dispatch::state::AppState, concurrency: usize) -> WorkerPool {
     let mut settings = WorkerSettings::from_config(&state.config);
     for queue in Queue::ALL {
@@ -200,8 +216,12 @@ async fn enqueue_batches(
     while left > 0 {
         let batch = left.min(per_transaction);
         let txn = db.begin_write().await?;
-        for _ in 0..batch {
-            jobs::enqueue(&txn, NewJob::of(&Noop::default())).await?;
+        if one_by_one() {
+            for _ in 0..batch {
+                jobs::enqueue(&txn, NewJob::of(&Noop::default())).await?;
+            }
+        } else {
+            jobs::enqueue_many(&txn, (0..batch).map(|_| NewJob::of(&Noop::default()))).await?;
         }
         txn.commit().await?;
         left -= batch;

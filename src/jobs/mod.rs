@@ -33,11 +33,18 @@ pub mod scheduler;
 pub mod store;
 pub mod worker;
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, DbErr, EntityTrait, sea_query::OnConflict};
+use sea_orm::{
+    ActiveValue::Set,
+    ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Statement,
+    sea_query::{OnConflict, Query},
+};
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
@@ -176,38 +183,102 @@ pub enum Enqueued {
 /// Writes `job` in the caller's transaction. It becomes visible to workers
 /// (and wakes them) only when that transaction commits.
 pub async fn enqueue(txn: &WriteTxn, job: NewJob) -> Result<Enqueued, DbErr> {
+    let outcome = enqueue_many(txn, [job]).await?;
+    Ok(outcome.first().copied().unwrap_or(Enqueued::Duplicate))
+}
+
+/// Most rows in one `INSERT`: 19 bound values a row stays far below the
+/// parameter limits of both backends (32 766 on SQLite, 65 535 on PostgreSQL).
+const INSERT_CHUNK: usize = 500;
+
+/// Writes `jobs` in the caller's transaction, like [`enqueue`] for each, with
+/// one multi-row `INSERT` (per [`INSERT_CHUNK`] jobs) instead of one per job.
+/// Returns what happened to each job, in order. Workers are woken once per
+/// queue when the transaction commits.
+pub async fn enqueue_many(
+    txn: &WriteTxn,
+    jobs: impl IntoIterator<Item = NewJob>,
+) -> Result<Vec<Enqueued>, DbErr> {
     let now = crate::db::now();
-    let id = crate::db::new_id();
-    let model = job::ActiveModel {
-        id: Set(id),
-        queue: Set(job.queue.as_str().to_owned()),
-        kind: Set(job.kind.to_owned()),
-        payload: Set(job.payload),
-        state: Set(JobState::Available),
-        priority: Set(job.options.priority),
-        attempt: Set(0),
-        max_attempts: Set(job.options.max_attempts.max(1)),
-        run_at: Set(job.run_at.unwrap_or(now)),
-        lease_owner: Set(None),
-        lease_expires_at: Set(None),
-        last_error: Set(None),
-        errors: Set(serde_json::json!([])),
-        correlation_id: Set(crate::telemetry::current_correlation_id()),
-        unique_key: Set(job.unique_key),
-        created_at: Set(now),
-        updated_at: Set(now),
-        started_at: Set(None),
-        finished_at: Set(None),
-    };
-    let inserted = Jobs::insert(model)
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .exec_without_returning(&**txn)
-        .await?;
-    if inserted == 0 {
-        return Ok(Enqueued::Duplicate);
+    let correlation_id = crate::telemetry::current_correlation_id();
+    let mut written = Vec::new();
+    let mut rows: Vec<job::ActiveModel> = Vec::new();
+    for job in jobs {
+        let id = crate::db::new_id();
+        written.push((id, job.kind, job.queue));
+        rows.push(job::ActiveModel {
+            id: Set(id),
+            queue: Set(job.queue.as_str().to_owned()),
+            kind: Set(job.kind.to_owned()),
+            payload: Set(job.payload),
+            state: Set(JobState::Available),
+            priority: Set(job.options.priority),
+            attempt: Set(0),
+            max_attempts: Set(job.options.max_attempts.max(1)),
+            run_at: Set(job.run_at.unwrap_or(now)),
+            lease_owner: Set(None),
+            lease_expires_at: Set(None),
+            last_error: Set(None),
+            errors: Set(serde_json::json!([])),
+            correlation_id: Set(correlation_id.clone()),
+            unique_key: Set(job.unique_key),
+            created_at: Set(now),
+            updated_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+        });
     }
-    metrics::counter!("jobs_enqueued_total", "kind" => job.kind, "queue" => job.queue.as_str())
-        .increment(1);
-    store::announce(txn, job.queue).await?;
-    Ok(Enqueued::Inserted(id))
+    let mut inserted = HashSet::with_capacity(written.len());
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
+        let chunk = std::mem::replace(&mut rows, rest);
+        let mut insert = Jobs::insert_many(chunk)
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .into_query();
+        insert.returning(Query::returning().columns([job::Column::Id, job::Column::Queue]));
+        let backend = txn.get_database_backend();
+        let statement = backend.build(&insert);
+        let statement = if backend == DbBackend::Postgres {
+            // The same round trip announces the new rows: PostgreSQL delivers
+            // a notification only if, and when, the transaction commits, and
+            // delivers one per (channel, payload) however often a transaction
+            // sends it, so listeners get at most one per queue per commit.
+            Statement {
+                sql: format!(
+                    "WITH inserted AS ({}) SELECT inserted.id FROM inserted \
+                     CROSS JOIN LATERAL pg_notify('{NOTIFY_CHANNEL}', inserted.queue) AS notified",
+                    statement.sql
+                ),
+                ..statement
+            }
+        } else {
+            statement
+        };
+        for row in txn.query_all_raw(statement).await? {
+            inserted.insert(row.try_get::<Uuid>("", "id")?);
+        }
+    }
+    if !inserted.is_empty() {
+        // This process's workers are woken after the commit without waiting
+        // for the notification to come back from PostgreSQL (and on SQLite,
+        // this is the only wake-up).
+        txn.notify_on_commit();
+    }
+    let mut counts: HashMap<(&'static str, Queue), u64> = HashMap::new();
+    let outcome = written
+        .into_iter()
+        .map(|(id, kind, queue)| {
+            if inserted.contains(&id) {
+                *counts.entry((kind, queue)).or_default() += 1;
+                Enqueued::Inserted(id)
+            } else {
+                Enqueued::Duplicate
+            }
+        })
+        .collect();
+    for ((kind, queue), n) in counts {
+        metrics::counter!("jobs_enqueued_total", "kind" => kind, "queue" => queue.as_str())
+            .increment(n);
+    }
+    Ok(outcome)
 }

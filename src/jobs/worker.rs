@@ -2,14 +2,22 @@
 //! lease heartbeat, the rescuer of dead workers' jobs, and the PostgreSQL
 //! listener that wakes fetchers when another process commits a job.
 
-use std::{collections::HashMap, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::FutureExt;
 use sea_orm::{
     ColumnTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::{
+    sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
+    task::JoinHandle,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -63,6 +71,15 @@ struct Shared {
     services: JobServices,
     registry: Registry,
     settings: WorkerSettings,
+    /// Successes on their way to the pool's completer.
+    completions: mpsc::Sender<Completion>,
+    /// Jobs claimed by this pool whose outcome is not written yet: the only
+    /// leases the heartbeat extends. A job whose outcome could not be written
+    /// (or whose written success was lost, see [`store::complete_many`])
+    /// leaves this set, so its lease runs out and the rescuer re-queues it.
+    /// Keyed by attempt too: a retried job's next attempt may be claimed
+    /// before the previous attempt's handler has left the set.
+    in_flight: Mutex<HashSet<(Uuid, i32)>>,
 }
 
 /// A running pool. [`WorkerPool::shutdown`] drains it.
@@ -71,23 +88,39 @@ pub struct WorkerPool {
     stop_claiming: CancellationToken,
     loops: TaskTracker,
     handlers: TaskTracker,
+    /// Told to stop once the handlers are done; flushes what it holds first.
+    stop_completing: CancellationToken,
+    completer: JoinHandle<()>,
 }
 
 impl WorkerPool {
     /// Starts fetchers for every queue with a concurrency above zero.
     pub fn start(services: JobServices, registry: Registry, settings: WorkerSettings) -> Self {
+        let owner = crate::db::new_id();
+        let (completions, pending) = mpsc::channel(COMPLETION_QUEUE);
+        let stop_completing = CancellationToken::new();
+        let completer = tokio::spawn(complete_loop(
+            services.db.clone(),
+            owner,
+            pending,
+            stop_completing.clone(),
+        ));
         let shared = Arc::new(Shared {
-            owner: crate::db::new_id(),
+            owner,
             db: services.db.clone(),
             services,
             registry,
             settings,
+            completions,
+            in_flight: Mutex::default(),
         });
         let pool = Self {
             shared,
             stop_claiming: CancellationToken::new(),
             loops: TaskTracker::new(),
             handlers: TaskTracker::new(),
+            stop_completing,
+            completer,
         };
         for (queue, concurrency) in &pool.shared.settings.concurrency {
             if *concurrency > 0 {
@@ -123,18 +156,27 @@ impl WorkerPool {
         self.shared.owner
     }
 
-    /// Stops claiming, lets running jobs finish within the grace period, then
-    /// hands any still running back to the queue (without counting the
-    /// interrupted attempt) so another worker picks them up at once.
+    /// Stops claiming, lets running jobs finish within the grace period,
+    /// writes the successes still waiting in the completer, then hands any
+    /// job still running back to the queue (without counting the interrupted
+    /// attempt) so another worker picks it up at once.
     pub async fn shutdown(self) {
         self.stop_claiming.cancel();
         self.loops.close();
         self.loops.wait().await;
         self.handlers.close();
-        if tokio::time::timeout(self.shared.settings.shutdown_grace, self.handlers.wait())
-            .await
-            .is_err()
-        {
+        let drained =
+            tokio::time::timeout(self.shared.settings.shutdown_grace, self.handlers.wait())
+                .await
+                .is_ok();
+        // Handlers wait for their success to be written, so once they are
+        // done the completer holds nothing; after a timeout it may, and what
+        // it holds is written before the remaining leases are handed back.
+        self.stop_completing.cancel();
+        if let Err(e) = self.completer.await {
+            tracing::error!(error = %e, "the job completer failed; unwritten successes will run again");
+        }
+        if !drained {
             match release_all(&self.shared.db, self.shared.owner).await {
                 Ok(n) => tracing::warn!(
                     jobs = n,
@@ -219,6 +261,11 @@ async fn fetch_loop(
             }
         };
         let got = claimed.len();
+        shared
+            .in_flight
+            .lock()
+            .await
+            .extend(claimed.iter().map(|job| (job.id, job.attempt)));
         for (job, permit) in claimed.into_iter().zip(permits.drain(..)) {
             handlers.spawn(run_job(Arc::clone(&shared), job, permit));
         }
@@ -247,7 +294,7 @@ async fn until_next_due(shared: &Shared, queue: Queue) -> Duration {
     }
 }
 
-async fn run_job(shared: Arc<Shared>, job: job::Model, _slot: OwnedSemaphorePermit) {
+async fn run_job(shared: Arc<Shared>, job: job::Model, slot: OwnedSemaphorePermit) {
     let correlation_id: Arc<str> = Arc::from(
         job.correlation_id
             .clone()
@@ -283,24 +330,48 @@ async fn run_job(shared: Arc<Shared>, job: job::Model, _slot: OwnedSemaphorePerm
             ))),
             Err(_) => Err(JobError::retryable("the handler panicked")),
         };
-        finish(&shared, &job, outcome, &labels).await;
+        finish(&shared, &job, outcome, &labels, slot).await;
+        shared.in_flight.lock().await.remove(&(job.id, job.attempt));
     };
     crate::telemetry::CORRELATION_ID
         .scope(correlation_id, work.instrument(span))
         .await;
 }
 
+/// Records the attempt's outcome under the lease's fence. A success goes to
+/// the pool's completer, which writes the successes of many jobs at once; the
+/// job's slot is given back as soon as the completer has it (the work is done;
+/// only the write is pending), and this task waits for the write so that the
+/// outcome is logged and counted in the job's span, and so that draining the
+/// handlers at shutdown drains the completer too.
 async fn finish(
     shared: &Shared,
     job: &job::Model,
     outcome: Result<(), JobError>,
     labels: &[(&'static str, String); 2],
+    slot: OwnedSemaphorePermit,
 ) {
     let owner = shared.owner;
-    let result = match outcome {
+    let (result, counter) = match outcome {
         Ok(()) => {
-            metrics::counter!("jobs_succeeded_total", labels).increment(1);
-            store::complete(&shared.db, job, owner).await
+            let (done, written) = oneshot::channel();
+            let handed_over = shared
+                .completions
+                .send(Completion {
+                    id: job.id,
+                    attempt: job.attempt,
+                    last_attempt: job.attempt >= job.max_attempts,
+                    done,
+                })
+                .await;
+            drop(slot);
+            let result = match handed_over {
+                Ok(()) => written
+                    .await
+                    .unwrap_or_else(|_| Err("the completer stopped before writing".into())),
+                Err(_) => Err("the completer has stopped".into()),
+            };
+            (result, "jobs_succeeded_total")
         }
         Err(JobError::Retryable(error)) if job.attempt < job.max_attempts => {
             let delay = shared
@@ -310,24 +381,113 @@ async fn finish(
                 .delay(job.attempt);
             let run_at = crate::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed; will retry");
-            metrics::counter!("jobs_retried_total", labels).increment(1);
-            store::retry(&shared.db, job, owner, &error, run_at).await
+            let result = store::retry(&shared.db, job, owner, &error, run_at)
+                .await
+                .map_err(|e| e.to_string());
+            (result, "jobs_retried_total")
         }
         Err(error) => {
             tracing::error!(error = %error, "job failed for good");
-            metrics::counter!("jobs_failed_total", labels).increment(1);
             let compensation = shared.registry.compensation(&job.kind, &job.payload);
-            store::fail(&shared.db, job, owner, &error.to_string(), compensation).await
+            let result = store::fail(&shared.db, job, owner, &error.to_string(), compensation)
+                .await
+                .map_err(|e| e.to_string());
+            (result, "jobs_failed_total")
         }
     };
     match result {
-        Ok(true) => {}
+        // Counted once the outcome is written: an outcome discarded by the
+        // fence is counted by the worker whose attempt does get written.
+        Ok(true) => metrics::counter!(counter, labels).increment(1),
         Ok(false) => {
             tracing::warn!("the job's lease was lost before it finished; its outcome is discarded")
         }
         Err(e) => {
             tracing::error!(error = %e, "could not record the job's outcome; its lease will expire and it will run again")
         }
+    }
+}
+
+/// Most successes written by one statement.
+const COMPLETION_BATCH: usize = 256;
+/// Successes that may wait for the completer before handlers wait to hand
+/// theirs over (back-pressure when the database falls behind).
+const COMPLETION_QUEUE: usize = 1024;
+
+/// A job whose handler succeeded, waiting for its success to be written.
+struct Completion {
+    id: Uuid,
+    attempt: i32,
+    /// A success forgotten by a server crash must lead to another run, not
+    /// to the failure and compensation that follow a last attempt's lost
+    /// lease, so such a success is written with a durable commit.
+    last_attempt: bool,
+    /// Whether the fence held (false: the lease was lost meanwhile).
+    done: oneshot::Sender<Result<bool, String>>,
+}
+
+/// Writes the pool's successes in batches: it takes whatever has arrived
+/// (at most [`COMPLETION_BATCH`]) and writes it with one fenced statement
+/// ([`store::complete_many`]); what arrives meanwhile makes the next batch.
+/// An idle pool's success is written at once; a busy pool's share commits.
+async fn complete_loop(
+    db: Database,
+    owner: Uuid,
+    mut pending: mpsc::Receiver<Completion>,
+    stop: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    loop {
+        let received = tokio::select! {
+            received = pending.recv_many(&mut batch, COMPLETION_BATCH) => received,
+            () = stop.cancelled() => {
+                // Nothing new is accepted; what was handed over is written.
+                pending.close();
+                pending.recv_many(&mut batch, COMPLETION_BATCH).await
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        write_completions(&db, owner, &mut batch).await;
+    }
+}
+
+/// Writes of a batch tried before its jobs are given up on.
+const COMPLETION_TRIES: u32 = 3;
+
+async fn write_completions(db: &Database, owner: Uuid, batch: &mut Vec<Completion>) {
+    let pairs: Vec<(Uuid, i32)> = batch.iter().map(|c| (c.id, c.attempt)).collect();
+    // See store::complete_many for why a deferred commit loses no job.
+    let commit = if batch.iter().any(|c| c.last_attempt) {
+        store::Commit::Durable
+    } else {
+        store::Commit::Deferred
+    };
+    // A failed write is tried again: one error concerns a whole batch, and a
+    // success never written means running the job again once its lease runs
+    // out. The fence makes a second try harmless; at worst, after a commit
+    // whose answer was lost, jobs already written read as lost leases.
+    let mut pause = Duration::from_millis(50);
+    let mut tries = 1;
+    let written = loop {
+        match store::complete_many(db, owner, &pairs, commit).await {
+            Err(e) if tries < COMPLETION_TRIES => {
+                tracing::warn!(error = %e, jobs = pairs.len(), "writing job successes failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+                tries += 1;
+            }
+            result => break result.map_err(|e| e.to_string()),
+        }
+    };
+    for completion in batch.drain(..) {
+        let outcome = written
+            .as_ref()
+            .map(|done| done.contains(&completion.id))
+            .map_err(Clone::clone);
+        // The handler may be gone (its runtime shut down); nothing to tell.
+        let _ = completion.done.send(outcome);
     }
 }
 
@@ -339,7 +499,16 @@ async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = store::heartbeat(&shared.db, shared.owner, shared.settings.lease).await {
+        let in_flight: Vec<Uuid> = shared
+            .in_flight
+            .lock()
+            .await
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        if let Err(e) =
+            store::heartbeat(&shared.db, shared.owner, &in_flight, shared.settings.lease).await
+        {
             tracing::warn!(error = %e, "lease heartbeat failed");
         }
     }

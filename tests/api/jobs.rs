@@ -427,6 +427,144 @@ async fn a_uniqueness_key_dedupes_enqueues() {
 }
 
 #[tokio::test]
+async fn enqueue_many_writes_a_transactions_jobs_together_dedupes_and_rolls_back_with_it() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let db = &app.state.db;
+    let txn = db.begin_write().await.unwrap();
+    jobs::enqueue_many(&txn, (0..3).map(|_| NewJob::of(&Probe::default())))
+        .await
+        .unwrap();
+    drop(txn); // rolls back
+    assert_eq!(Jobs::find().count(db.conn()).await.unwrap(), 0);
+
+    let txn = db.begin_write().await.unwrap();
+    let outcome = jobs::enqueue_many(
+        &txn,
+        [
+            NewJob::of(&Probe::default()),
+            NewJob::of(&Probe::default()).unique("order:7:process"),
+            NewJob::of(&Probe::default()).unique("order:7:process"),
+            NewJob::of(&Probe::default()),
+        ],
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    assert!(matches!(
+        outcome[..],
+        [
+            Enqueued::Inserted(_),
+            Enqueued::Inserted(_),
+            Enqueued::Duplicate,
+            Enqueued::Inserted(_)
+        ]
+    ));
+    let txn = db.begin_write().await.unwrap();
+    let again = jobs::enqueue_many(
+        &txn,
+        [NewJob::of(&Probe::default()).unique("order:7:process")],
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(again, vec![Enqueued::Duplicate]);
+
+    let ids: Vec<Uuid> = outcome
+        .iter()
+        .filter_map(|o| match o {
+            Enqueued::Inserted(id) => Some(*id),
+            Enqueued::Duplicate => None,
+        })
+        .collect();
+    let pool = start_pool(&app, 2);
+    for id in &ids {
+        wait_for_state(db, *id, JobState::Succeeded).await;
+    }
+    pool.shutdown().await;
+    let runs = diagnostics::runs_per_job(db.conn()).await.unwrap();
+    assert_eq!(runs, ids.iter().map(|id| (*id, 1)).collect());
+}
+
+#[tokio::test]
+async fn a_batched_completion_writes_only_the_jobs_whose_lease_is_still_held() {
+    use jobs::store::Commit::Durable;
+    let app = spawn_app_with(&fast_jobs()).await;
+    let db = &app.state.db;
+    enqueue_probes(db, 3, 0).await;
+    let lease = Duration::from_secs(30);
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let claimed = jobs::store::claim(db, Queue::Maintenance, 3, first, lease)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    // The middle job's lease is lost (as the rescuer would take it) and
+    // another worker claims its next attempt.
+    let lost = &claimed[1];
+    assert!(
+        jobs::store::retry(db, lost, first, "lease expired", dispatch::db::now())
+            .await
+            .unwrap()
+    );
+    let retaken = jobs::store::claim(db, Queue::Maintenance, 3, second, lease)
+        .await
+        .unwrap();
+    assert_eq!(retaken.len(), 1);
+    assert_eq!((retaken[0].id, retaken[0].attempt), (lost.id, 2));
+
+    let batch: Vec<(Uuid, i32)> = claimed.iter().map(|j| (j.id, j.attempt)).collect();
+    let done = jobs::store::complete_many(db, first, &batch, Durable)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        [claimed[0].id, claimed[2].id].into_iter().collect(),
+        "the stale worker completes only the jobs it still holds"
+    );
+    let held = job(db, lost.id).await;
+    assert_eq!(
+        (held.state, held.lease_owner, held.attempt),
+        (JobState::Running, Some(second), 2)
+    );
+    // The new owner cannot complete with the old attempt either.
+    let stale_attempt = jobs::store::complete_many(db, second, &[(lost.id, 1)], Durable)
+        .await
+        .unwrap();
+    assert!(stale_attempt.is_empty());
+    let done = jobs::store::complete_many(db, second, &[(lost.id, 2)], Durable)
+        .await
+        .unwrap();
+    assert!(done.contains(&lost.id));
+    assert_eq!(count_in_state(db, JobState::Succeeded).await, 3);
+
+    // A job handed back at shutdown does not count the interrupted attempt,
+    // so its next owner runs the same attempt number: the owner is part of
+    // the fence as well.
+    let [handed_back] = enqueue_probes(db, 1, 0).await[..] else {
+        panic!("one probe");
+    };
+    jobs::store::claim(db, Queue::Maintenance, 1, first, lease)
+        .await
+        .unwrap();
+    Jobs::update_many()
+        .col_expr(
+            job_row::Column::LeaseOwner,
+            sea_orm::sea_query::Expr::value(second),
+        )
+        .filter(job_row::Column::Id.eq(handed_back))
+        .exec(db.conn())
+        .await
+        .unwrap();
+    let stale_owner = jobs::store::complete_many(db, first, &[(handed_back, 1)], Durable)
+        .await
+        .unwrap();
+    assert!(stale_owner.is_empty());
+    let done = jobs::store::complete_many(db, second, &[(handed_back, 1)], Durable)
+        .await
+        .unwrap();
+    assert!(done.contains(&handed_back));
+}
+
+#[tokio::test]
 async fn two_schedulers_never_double_fire_a_tick() {
     let app = spawn_app_with(&fast_jobs()).await;
     let periodic = Periodic {
