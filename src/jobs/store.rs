@@ -173,12 +173,13 @@ pub enum Commit {
 /// With [`Commit::Deferred`] the PostgreSQL transaction returns before its
 /// WAL record is flushed, so a crash of the database server (or its machine)
 /// within 3 × `wal_writer_delay` (600 ms by default) can forget these
-/// successes. Nothing else is lost: the handlers' own writes committed durably before,
-/// WAL is replayed in order (any later durable commit flushes this one too),
-/// and a forgotten success leaves the job `running` under a lease its pool no
-/// longer renews (the heartbeat extends only the jobs a pool still holds), so
-/// the rescuer re-queues it once the lease expires and it runs again:
-/// at-least-once delivery, which every handler tolerates by being idempotent.
+/// successes. Nothing else is lost: the handlers' own writes were committed
+/// durably before, WAL is replayed in order (any later durable commit
+/// flushes this one too), and a forgotten success leaves the job `running`
+/// under a lease its pool no longer renews (the heartbeat extends only the
+/// jobs a pool still holds), so the rescuer re-queues it once the lease
+/// expires and it runs again: at-least-once delivery, which every handler
+/// tolerates by being idempotent.
 /// The caller must not defer the success of a job on its last attempt: the
 /// rescuer would fail that job and enqueue its compensation instead of
 /// running it again. Retries and failures are never written this way.
