@@ -22,7 +22,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -54,6 +54,14 @@ pub fn new_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// A pooled connection idle at least this long is pinged before it is
+/// handed out. sqlx pings on every checkout by default: a round trip per
+/// checkout, seven per order placed, for a failure (a connection the server
+/// or a proxy dropped) that only a connection idle for a while plausibly has.
+/// A connection that breaks between two uses less than this apart fails its
+/// statement instead, as it would a moment after a successful ping.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// A pool of connections to SQLite or PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -61,8 +69,43 @@ pub struct Database {
     /// SQLite only: one writer at a time, queued in process.
     writer: Option<Arc<Semaphore>>,
     /// Fired after a write transaction that asked for it commits (job
-    /// workers of this process wait on it).
-    committed: Arc<Notify>,
+    /// workers of this process wait on them).
+    committed: Arc<CommitSignals>,
+}
+
+/// How many independent commit signals a database offers: topics are
+/// numbered `0..COMMIT_TOPICS` (job queues use one each).
+pub const COMMIT_TOPICS: u32 = 16;
+
+/// One wake-up per topic, so a waiter on one topic (a job queue) sleeps
+/// through commits that concern another.
+#[derive(Debug)]
+pub struct CommitSignals {
+    topics: [Notify; COMMIT_TOPICS as usize],
+}
+
+impl Default for CommitSignals {
+    fn default() -> Self {
+        Self {
+            topics: std::array::from_fn(|_| Notify::new()),
+        }
+    }
+}
+
+impl CommitSignals {
+    /// The signal of `topic` (topics past the last share the last signal).
+    pub fn topic(&self, topic: u32) -> &Notify {
+        let last = self.topics.len() - 1;
+        &self.topics[(topic as usize).min(last)]
+    }
+
+    fn fire(&self, mut topics: u32) {
+        while topics != 0 {
+            let topic = topics.trailing_zeros();
+            self.topic(topic).notify_waiters();
+            topics &= topics - 1;
+        }
+    }
 }
 
 /// A write transaction. On SQLite it also holds the writer permit until it
@@ -70,8 +113,9 @@ pub struct Database {
 pub struct WriteTxn {
     txn: DatabaseTransaction,
     _writer: Option<OwnedSemaphorePermit>,
-    committed: Arc<Notify>,
-    notify_on_commit: AtomicBool,
+    committed: Arc<CommitSignals>,
+    /// Bit set of the topics to signal once committed.
+    notify_on_commit: AtomicU32,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -81,20 +125,39 @@ impl std::ops::Deref for WriteTxn {
     }
 }
 
+/// Leave to send **one** write statement outside a transaction: it commits on
+/// its own, without the `BEGIN`/`COMMIT` round trips of a [`WriteTxn`]. On
+/// SQLite it holds the writer permit like a transaction does (a write
+/// statement takes SQLite's write lock before it reads anything, so it cannot
+/// fail the way a read-then-write transaction can). Only for a statement
+/// whose effect stands alone: two statements sent through it are two
+/// commits.
+pub struct SingleWrite<'a> {
+    connection: &'a DatabaseConnection,
+    _writer: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for SingleWrite<'_> {
+    type Target = DatabaseConnection;
+    fn deref(&self) -> &DatabaseConnection {
+        self.connection
+    }
+}
+
 impl WriteTxn {
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await?;
-        if self.notify_on_commit.load(Ordering::Acquire) {
-            self.committed.notify_waiters();
-        }
+        self.committed
+            .fire(self.notify_on_commit.load(Ordering::Acquire));
         Ok(())
     }
 
-    /// Asks for the database's commit signal to fire if, and only if, this
-    /// transaction commits (used to wake job workers without waking them
-    /// for work that rolls back).
-    pub fn notify_on_commit(&self) {
-        self.notify_on_commit.store(true, Ordering::Release);
+    /// Asks for the database's commit signal of `topic` to fire if, and only
+    /// if, this transaction commits (used to wake the job workers of one
+    /// queue without waking them for work that rolls back).
+    pub fn notify_on_commit(&self, topic: u32) {
+        let bit = 1u32 << Ord::min(topic, COMMIT_TOPICS - 1);
+        self.notify_on_commit.fetch_or(bit, Ordering::AcqRel);
     }
 }
 
@@ -111,6 +174,7 @@ impl Database {
                 .max_connections(config.db_max_connections)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
                 .sqlx_logging(false);
             let connection = sea_orm::Database::connect(options).await?;
             Ok(Self {
@@ -133,6 +197,7 @@ impl Database {
             .max_connections(max_connections)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -165,17 +230,29 @@ impl Database {
         self.backend() == DbBackend::Postgres
     }
 
+    /// SQLite's writer permit (none on PostgreSQL).
+    async fn writer_permit(&self) -> Result<Option<OwnedSemaphorePermit>, DbErr> {
+        match &self.writer {
+            Some(semaphore) => Arc::clone(semaphore)
+                .acquire_owned()
+                .await
+                .map(Some)
+                .map_err(|_| DbErr::Custom("database is shutting down".into())),
+            None => Ok(None),
+        }
+    }
+
+    /// Leave to send one write statement that commits on its own.
+    pub async fn single_write(&self) -> Result<SingleWrite<'_>, DbErr> {
+        Ok(SingleWrite {
+            connection: &self.connection,
+            _writer: self.writer_permit().await?,
+        })
+    }
+
     /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
-        let writer = match &self.writer {
-            Some(semaphore) => Some(
-                Arc::clone(semaphore)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| DbErr::Custom("database is shutting down".into()))?,
-            ),
-            None => None,
-        };
+        let writer = self.writer_permit().await?;
         let txn = self
             .connection
             .begin_with_options(TransactionOptions {
@@ -187,14 +264,14 @@ impl Database {
             txn,
             _writer: writer,
             committed: Arc::clone(&self.committed),
-            notify_on_commit: AtomicBool::new(false),
+            notify_on_commit: AtomicU32::new(0),
         })
     }
 
-    /// Fires after each write transaction that called
+    /// The signals fired after each write transaction that called
     /// [`WriteTxn::notify_on_commit`] commits, and whenever something else
     /// (a PostgreSQL notification) says new work was committed.
-    pub fn commit_signal(&self) -> &Arc<Notify> {
+    pub fn commit_signals(&self) -> &Arc<CommitSignals> {
         &self.committed
     }
 

@@ -55,6 +55,16 @@ use crate::db::WriteTxn;
 /// PostgreSQL channel that announces committed jobs to every process.
 pub const NOTIFY_CHANNEL: &str = "dispatch_jobs";
 
+/// A job due later than this after it is written wakes no worker: the
+/// workers find it themselves, as each sleeps at most until the next due
+/// job of its queue or `JOB_POLL_INTERVAL`, whichever is sooner. (Waking
+/// them for `order.expire`, due in 30 minutes, made every checkout cost
+/// each worker a claim that found nothing.) Equal to the default poll
+/// interval, so no job is late with the default settings; with a longer
+/// interval, a job due between this and the interval ahead may start up to
+/// the difference late.
+pub const WAKE_HORIZON: Duration = Duration::from_secs(1);
+
 /// How a kind retries and ranks.
 #[derive(Debug, Clone, Copy)]
 pub struct JobOptions {
@@ -205,7 +215,8 @@ pub async fn enqueue_many(
     let mut rows: Vec<job::ActiveModel> = Vec::new();
     for job in jobs {
         let id = crate::db::new_id();
-        written.push((id, job.kind, job.queue));
+        let run_at = job.run_at.unwrap_or(now);
+        written.push((id, job.kind, job.queue, run_at));
         rows.push(job::ActiveModel {
             id: Set(id),
             queue: Set(job.queue.as_str().to_owned()),
@@ -215,7 +226,7 @@ pub async fn enqueue_many(
             priority: Set(job.options.priority),
             attempt: Set(0),
             max_attempts: Set(job.options.max_attempts.max(1)),
-            run_at: Set(job.run_at.unwrap_or(now)),
+            run_at: Set(run_at),
             lease_owner: Set(None),
             lease_expires_at: Set(None),
             last_error: Set(None),
@@ -228,6 +239,7 @@ pub async fn enqueue_many(
             finished_at: Set(None),
         });
     }
+    let backend_is_sqlite = txn.get_database_backend() == DbBackend::Sqlite;
     let mut inserted = HashSet::with_capacity(written.len());
     while !rows.is_empty() {
         let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
@@ -235,19 +247,29 @@ pub async fn enqueue_many(
         let mut insert = Jobs::insert_many(chunk)
             .on_conflict(OnConflict::new().do_nothing().to_owned())
             .into_query();
-        insert.returning(Query::returning().columns([job::Column::Id, job::Column::Queue]));
+        insert.returning(Query::returning().columns([
+            job::Column::Id,
+            job::Column::Queue,
+            job::Column::RunAt,
+            job::Column::CreatedAt,
+        ]));
         let backend = txn.get_database_backend();
         let statement = backend.build(&insert);
         let statement = if backend == DbBackend::Postgres {
-            // The same round trip announces the new rows: PostgreSQL delivers
-            // a notification only if, and when, the transaction commits, and
-            // delivers one per (channel, payload) however often a transaction
-            // sends it, so listeners get at most one per queue per commit.
+            // The same round trip announces the new rows that are due soon:
+            // PostgreSQL delivers a notification only if, and when, the
+            // transaction commits, and delivers one per (channel, payload)
+            // however often a transaction sends it, so listeners get at most
+            // one per queue per commit. (`CASE` evaluates `pg_notify` only
+            // for the rows it selects.)
             Statement {
                 sql: format!(
-                    "WITH inserted AS ({}) SELECT inserted.id FROM inserted \
-                     CROSS JOIN LATERAL pg_notify('{NOTIFY_CHANNEL}', inserted.queue) AS notified",
-                    statement.sql
+                    "WITH inserted AS ({}) SELECT inserted.id, \
+                     CASE WHEN inserted.run_at <= inserted.created_at + interval '{} milliseconds' \
+                     THEN pg_notify('{NOTIFY_CHANNEL}', inserted.queue) END AS notified \
+                     FROM inserted",
+                    statement.sql,
+                    WAKE_HORIZON.as_millis(),
                 ),
                 ..statement
             }
@@ -258,16 +280,20 @@ pub async fn enqueue_many(
             inserted.insert(row.try_get::<Uuid>("", "id")?);
         }
     }
-    if !inserted.is_empty() {
-        // This process's workers are woken after the commit without waiting
-        // for the notification to come back from PostgreSQL (and on SQLite,
-        // this is the only wake-up).
-        txn.notify_on_commit();
+    if backend_is_sqlite {
+        // SQLite has no notifications: this process's workers are the only
+        // ones, woken directly when the transaction commits.
+        let horizon = now + chrono::Duration::from_std(WAKE_HORIZON).unwrap_or_default();
+        for (id, _, queue, run_at) in &written {
+            if *run_at <= horizon && inserted.contains(id) {
+                txn.notify_on_commit(queue.commit_topic());
+            }
+        }
     }
     let mut counts: HashMap<(&'static str, Queue), u64> = HashMap::new();
     let outcome = written
         .into_iter()
-        .map(|(id, kind, queue)| {
+        .map(|(id, kind, queue, _)| {
             if inserted.contains(&id) {
                 *counts.entry((kind, queue)).or_default() += 1;
                 Enqueued::Inserted(id)

@@ -29,6 +29,16 @@ impl Queue {
         }
     }
 
+    /// The database commit signal this queue's workers wait on.
+    pub fn commit_topic(self) -> u32 {
+        match self {
+            Queue::Orders => 0,
+            Queue::Payments => 1,
+            Queue::Notifications => 2,
+            Queue::Maintenance => 3,
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|q| q.as_str() == text)
     }

@@ -14,7 +14,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    NOTIFY_CHANNEL, NewJob, Queue, enqueue,
+    NOTIFY_CHANNEL, NewJob, Queue, WAKE_HORIZON, enqueue,
     model::{
         job::{self, Entity as Jobs, JobState},
         job_queue::{self, Entity as JobQueues},
@@ -41,8 +41,12 @@ fn state_is(state: JobState) -> SimpleExpr {
 }
 
 /// Tells workers a job of `queue` will be available when `txn` commits.
+///
+/// On PostgreSQL the notification reaches every process's listener, this
+/// one's included, so that is the only wake-up: waking this process's
+/// workers directly as well would make each of them claim twice. On SQLite
+/// there is only this process.
 pub async fn announce(txn: &WriteTxn, queue: Queue) -> Result<(), DbErr> {
-    txn.notify_on_commit();
     if txn.get_database_backend() == DbBackend::Postgres {
         // Delivered by PostgreSQL only if, and when, the transaction commits.
         txn.execute_raw(Statement::from_sql_and_values(
@@ -51,6 +55,21 @@ pub async fn announce(txn: &WriteTxn, queue: Queue) -> Result<(), DbErr> {
             [NOTIFY_CHANNEL.into(), queue.as_str().into()],
         ))
         .await?;
+    } else {
+        txn.notify_on_commit(queue.commit_topic());
+    }
+    Ok(())
+}
+
+/// Like [`announce`], for a job due at `run_at`: one due later than
+/// [`WAKE_HORIZON`] wakes nobody (see there).
+pub async fn announce_due(
+    txn: &WriteTxn,
+    queue: Queue,
+    run_at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if run_at <= crate::db::now() + chrono_duration(WAKE_HORIZON) {
+        announce(txn, queue).await?;
     }
     Ok(())
 }
@@ -72,7 +91,6 @@ pub async fn claim(
     lease: Duration,
 ) -> Result<Vec<job::Model>, DbErr> {
     let now = crate::db::now();
-    let txn = db.begin_write().await?;
     // The pause flag is read by the claiming statement itself (one round
     // trip less than asking first, and no gap between asking and claiming).
     let paused = Query::select()
@@ -107,10 +125,13 @@ pub async fn claim(
         .and_where(Expr::col(job::Column::Id).in_subquery(due))
         .returning_all()
         .to_owned();
-    let statement = txn.get_database_backend().build(&claim);
-    let jobs = Jobs::find().from_raw_sql(statement).all(&*txn).await?;
-    txn.commit().await?;
-    Ok(jobs)
+    let statement = db.backend().build(&claim);
+    // Claims are the queue's most frequent write: one statement, committed on
+    // its own.
+    Jobs::find()
+        .from_raw_sql(statement)
+        .all(&*db.single_write().await?)
+        .await
 }
 
 /// When the next available job of `queue` is due, if any.
@@ -274,7 +295,7 @@ pub async fn retry(
         .exec(&*txn)
         .await?;
     if done.rows_affected == 1 {
-        announce(&txn, queue).await?;
+        announce_due(&txn, queue, run_at).await?;
     }
     txn.commit().await?;
     Ok(done.rows_affected == 1)

@@ -220,7 +220,8 @@ async fn fetch_loop(
     handlers: TaskTracker,
     stop: CancellationToken,
 ) {
-    let signal = Arc::clone(shared.db.commit_signal());
+    let signals = Arc::clone(shared.db.commit_signals());
+    let signal = signals.topic(queue.commit_topic());
     loop {
         // Wait for a free slot before claiming, so a claimed job never waits.
         let first = tokio::select! {
@@ -272,6 +273,12 @@ async fn fetch_loop(
         drop(permits);
         if got == wanted {
             continue; // There may be more waiting.
+        }
+        if notified.as_mut().now_or_never().is_some() {
+            // New work was committed during the claim: claim again at once,
+            // without asking when the next delayed job is due (under load,
+            // that query would follow nearly every claim).
+            continue;
         }
         let wait = until_next_due(&shared, queue).await;
         tokio::select! {
@@ -549,7 +556,17 @@ async fn rescue_expired(shared: &Shared) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Turns PostgreSQL notifications from any process's commits into wake-ups.
+/// Wakes the fetch loops of `queues`.
+fn wake(db: &Database, queues: &[Queue]) {
+    for queue in queues {
+        db.commit_signals()
+            .topic(queue.commit_topic())
+            .notify_waiters();
+    }
+}
+
+/// Turns PostgreSQL notifications from any process's commits (this one's
+/// included) into wake-ups of the queue each names.
 async fn listen_loop(db: Database, stop: CancellationToken) {
     use sea_orm::sqlx::postgres::PgListener;
     loop {
@@ -558,10 +575,13 @@ async fn listen_loop(db: Database, stop: CancellationToken) {
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(super::NOTIFY_CHANNEL).await?;
             // Anything committed while we were not listening is picked up now.
-            db.commit_signal().notify_waiters();
+            wake(&db, &Queue::ALL);
             loop {
-                listener.recv().await?;
-                db.commit_signal().notify_waiters();
+                let notification = listener.recv().await?;
+                match Queue::parse(notification.payload()) {
+                    Some(queue) => wake(&db, &[queue]),
+                    None => wake(&db, &Queue::ALL),
+                }
             }
             #[expect(unreachable_code, reason = "gives the async block its error type")]
             Ok::<(), sea_orm::sqlx::Error>(())
