@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::{
     Json,
     extract::{FromRequestParts, MatchedPath},
-    http::{HeaderName, HeaderValue, Method, StatusCode, request::Parts},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use sea_orm::{
@@ -146,9 +146,11 @@ pub async fn claim(
         let now = crate::db::now();
         let lease_token = crate::db::new_id();
         let locked_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-        let txn = db.begin_write().await?;
+        let record_id = crate::db::new_id();
+        // The usual case, a new key, is this one statement, committed on its
+        // own; only a key seen before needs the transaction below.
         let inserted = Records::insert(record::ActiveModel {
-            id: Set(crate::db::new_id()),
+            id: Set(record_id),
             scope: Set(scope.clone()),
             key: Set(key.key.clone()),
             fingerprint: Set(fingerprint.to_owned()),
@@ -166,26 +168,18 @@ pub async fn claim(
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&*txn)
+        .exec_without_returning(&*db.single_write().await?)
         .await?;
         if inserted == 1 {
-            let record = Records::find()
-                .filter(record::Column::Scope.eq(scope.as_str()))
-                .filter(record::Column::Key.eq(key.key.as_str()))
-                .one(&*txn)
-                .await?;
-            txn.commit().await?;
-            if let Some(record) = record {
-                return Ok(Claimed::Proceed(Claim {
-                    record_id: record.id,
-                    lease_token,
-                    resource_id: None,
-                    db: db.clone(),
-                    committed: false,
-                }));
-            }
-            continue;
+            return Ok(Claimed::Proceed(Claim {
+                record_id,
+                lease_token,
+                resource_id: None,
+                db: db.clone(),
+                committed: false,
+            }));
         }
+        let txn = db.begin_write().await?;
         let Some(existing) = Records::find()
             .filter(record::Column::Scope.eq(scope.as_str()))
             .filter(record::Column::Key.eq(key.key.as_str()))
@@ -268,7 +262,7 @@ impl Claim {
                 record::Column::ResponseStatus,
                 Expr::value(i32::from(status.as_u16())),
             )
-            .col_expr(record::Column::ResponseBody, Expr::value(json))
+            .col_expr(record::Column::ResponseBody, Expr::value(json.clone()))
             .col_expr(
                 record::Column::LeaseToken,
                 Expr::value(Option::<Uuid>::None),
@@ -285,7 +279,12 @@ impl Claim {
         if done.rows_affected != 1 {
             return Err(IdempotencyError::InFlight.into());
         }
-        Ok((status, Json(body)).into_response())
+        // The JSON just stored is the body: serialised once, not twice.
+        let content_type = [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )];
+        Ok((status, content_type, json).into_response())
     }
 
     /// What an earlier attempt with this key created before it stopped (its

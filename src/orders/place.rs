@@ -28,7 +28,7 @@ use validator::{Validate, ValidationError};
 use super::{
     after_commit,
     jobs::Expire,
-    queries::{self, NewLine, NewOrder},
+    queries::{self, NewLine, NewOrder, OrderRecord},
     status::OrderStatus,
     transition::{Actor, notify, record_event},
     views::OrderView,
@@ -145,22 +145,25 @@ pub async fn place_order(
     mut claim: Claim,
     request: PlaceOrderRequest,
 ) -> Result<Response, ApiError> {
-    let order_id = match claim.resource_id() {
+    let mut record = match claim.resource_id() {
         // A retry after a crash: resume the order the first attempt made.
-        Some(order_id) => order_id,
+        Some(order_id) => {
+            let Some(order) = queries::find(state.db.conn(), order_id).await? else {
+                return Err(ApiError::not_found());
+            };
+            queries::record(state.db.conn(), order).await?
+        }
+        // The order as just written: no need to read it back.
         None => match reserve(state, customer.id, &mut claim, &request).await {
-            Ok(order_id) => order_id,
+            Ok(record) => record,
             Err(e) => {
                 claim.abandon().await;
                 return Err(e);
             }
         },
     };
-    let Some(order) = queries::find(state.db.conn(), order_id).await? else {
-        return Err(ApiError::not_found());
-    };
-    let record = queries::record(state.db.conn(), order.clone()).await?;
-    let needs_intent = order.status == OrderStatus::Pending
+    let order_id = record.order.id;
+    let needs_intent = record.order.status == OrderStatus::Pending
         && record
             .payment
             .as_ref()
@@ -171,30 +174,35 @@ pub async fn place_order(
             .and_then(|u| u.stripe_customer_id);
         let request = IntentRequest {
             order_id,
-            amount: order.total,
-            currency: order.currency.clone(),
+            amount: record.order.total,
+            currency: record.order.currency.clone(),
             customer_id,
         };
         let key = format!("pi-create-{order_id}");
-        match state.gateway.create_payment_intent(&request, &key).await {
-            Ok(intent) => {
-                let txn = state.db.begin_write().await?;
-                payments::attach_intent(&*txn, order_id, &intent).await?;
-                notify(&txn, &order, "order.created").await?;
-                let record = queries::record(&*txn, order).await?;
-                let response = claim
-                    .complete(&*txn, StatusCode::CREATED, &OrderView::owner(record))
-                    .await?;
-                txn.commit().await?;
-                claim.committed();
-                tracing::info!(order.id = %order_id, "order placed");
-                return Ok(response);
-            }
+        let intent = match state.gateway.create_payment_intent(&request, &key).await {
+            Ok(intent) => intent,
             Err(e) => {
                 undo(state, order_id, &claim).await?;
                 return Err(CheckoutError::Provider(e).into());
             }
+        };
+        let txn = state.db.begin_write().await?;
+        match payments::attach_intent(&*txn, order_id, &intent).await? {
+            Some(payment) => {
+                record.payment = Some(payment);
+                notify(&txn, &record.order, "order.created").await?;
+            }
+            // A concurrent resume attached the same PaymentIntent (and
+            // announced the order) first: answer with the order as stored.
+            None => record = queries::record(&*txn, record.order).await?,
         }
+        let response = claim
+            .complete(&*txn, StatusCode::CREATED, &OrderView::owner(record))
+            .await?;
+        txn.commit().await?;
+        claim.committed();
+        tracing::info!(order.id = %order_id, "order placed");
+        return Ok(response);
     }
     // Resumed after the PaymentIntent was attached, or the order moved on
     // (expired, paid): answer with the order as it is.
@@ -208,12 +216,13 @@ pub async fn place_order(
 }
 
 /// Step 1: stock, order, lines, payment, timeline, expiry, recovery point.
+/// Returns the order as written.
 async fn reserve(
     state: &AppState,
     user_id: Uuid,
     claim: &mut Claim,
     request: &PlaceOrderRequest,
-) -> Result<Uuid, ApiError> {
+) -> Result<OrderRecord, ApiError> {
     let mut wanted: Vec<(usize, &OrderLineRequest)> = request.items.iter().enumerate().collect();
     wanted.sort_by_key(|(_, line)| line.item_id);
     let txn = state.db.begin_write().await?;
@@ -243,7 +252,7 @@ async fn reserve(
         .unwrap_or(chrono::Duration::minutes(30));
     let expires_at = crate::db::now() + timeout;
     let currency = state.config.shop_currency.clone();
-    queries::insert(
+    let mut record = queries::insert(
         &*txn,
         NewOrder {
             id: order_id,
@@ -255,7 +264,10 @@ async fn reserve(
         },
     )
     .await?;
-    payments::insert_payment(&*txn, order_id, state.gateway.provider(), total, &currency).await?;
+    record.payment = Some(
+        payments::insert_payment(&*txn, order_id, state.gateway.provider(), total, &currency)
+            .await?,
+    );
     record_event(
         &*txn,
         order_id,
@@ -269,7 +281,7 @@ async fn reserve(
     claim.checkpoint(&*txn, order_id).await?;
     txn.commit().await?;
     after_commit(&state.cache, true).await;
-    Ok(order_id)
+    Ok(record)
 }
 
 /// Why the stock of `item_id` could not be taken.

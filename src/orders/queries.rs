@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -193,12 +193,9 @@ pub async fn take_stock<C: ConnectionTrait>(
         .filter(item::Column::Id.eq(item_id))
         .filter(item::Column::DeletedAt.is_null())
         .filter(item::Column::Stock.gte(quantity))
-        .exec(conn)
+        .exec_with_returning(conn)
         .await?;
-    if taken.rows_affected != 1 {
-        return Ok(None);
-    }
-    Items::find_by_id(item_id).one(conn).await
+    Ok(taken.into_iter().next())
 }
 
 /// A new PENDING order with its lines (name and price as they are now).
@@ -219,44 +216,56 @@ pub struct NewLine {
     pub line_total: i64,
 }
 
-pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewOrder) -> Result<(), DbErr> {
+/// Writes a new order and its lines; returns them as written (lines in item
+/// order, as [`record`] reads them), without a payment.
+pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewOrder) -> Result<OrderRecord, DbErr> {
     let now = crate::db::now();
-    Orders::insert(order::ActiveModel {
-        id: Set(new.id),
-        user_id: Set(new.user_id),
-        status: Set(OrderStatus::Pending),
-        currency: Set(new.currency),
-        total: Set(new.total),
-        tracking_number: Set(None),
-        carrier: Set(None),
-        shipped_at: Set(None),
-        delivered_at: Set(None),
-        canceled_at: Set(None),
-        refunded_at: Set(None),
-        expires_at: Set(new.expires_at),
-        deleted_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    let lines: Vec<order_line::ActiveModel> = new
-        .lines
-        .into_iter()
-        .map(|line| order_line::ActiveModel {
-            id: Set(crate::db::new_id()),
-            order_id: Set(new.id),
-            item_id: Set(line.item_id),
-            item_name: Set(line.item_name),
-            unit_price: Set(line.unit_price),
-            quantity: Set(line.quantity),
-            line_total: Set(line.line_total),
-        })
-        .collect();
-    OrderLines::insert_many(lines)
+    let order = order::Model {
+        id: new.id,
+        user_id: new.user_id,
+        status: OrderStatus::Pending,
+        currency: new.currency,
+        total: new.total,
+        tracking_number: None,
+        carrier: None,
+        shipped_at: None,
+        delivered_at: None,
+        canceled_at: None,
+        refunded_at: None,
+        expires_at: new.expires_at,
+        deleted_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    Orders::insert(order.clone().into_active_model().reset_all())
         .exec_without_returning(conn)
         .await?;
-    Ok(())
+    let mut lines: Vec<order_line::Model> = new
+        .lines
+        .into_iter()
+        .map(|line| order_line::Model {
+            id: crate::db::new_id(),
+            order_id: new.id,
+            item_id: line.item_id,
+            item_name: line.item_name,
+            unit_price: line.unit_price,
+            quantity: line.quantity,
+            line_total: line.line_total,
+        })
+        .collect();
+    lines.sort_by_key(|line| line.item_id);
+    OrderLines::insert_many(
+        lines
+            .iter()
+            .map(|line| line.clone().into_active_model().reset_all()),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(OrderRecord {
+        order,
+        lines,
+        payment: None,
+    })
 }
 
 /// Undoes a checkout whose payment could not be created: the order and its

@@ -2,8 +2,9 @@
 //! so a late or repeated provider event can never move a payment backwards.
 
 use sea_orm::{
+    ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
@@ -63,33 +64,34 @@ pub async fn insert_payment<C: ConnectionTrait>(
     provider: &str,
     amount: i64,
     currency: &str,
-) -> Result<(), DbErr> {
+) -> Result<payment::Model, DbErr> {
     let now = crate::db::now();
-    Payments::insert(payment::ActiveModel {
-        id: Set(crate::db::new_id()),
-        order_id: Set(order_id),
-        provider: Set(provider.to_owned()),
-        provider_payment_id: Set(None),
-        client_secret: Set(None),
-        amount: Set(amount),
-        currency: Set(currency.to_owned()),
-        status: Set(PaymentStatus::Creating),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
+    let payment = payment::Model {
+        id: crate::db::new_id(),
+        order_id,
+        provider: provider.to_owned(),
+        provider_payment_id: None,
+        client_secret: None,
+        amount,
+        currency: currency.to_owned(),
+        status: PaymentStatus::Creating,
+        created_at: now,
+        updated_at: now,
+    };
+    Payments::insert(payment.clone().into_active_model().reset_all())
+        .exec_without_returning(conn)
+        .await?;
+    Ok(payment)
 }
 
 /// Stores the PaymentIntent of an order's payment, once: a resumed checkout
 /// that created the same intent (same provider idempotency key) finds it
-/// already stored and changes nothing.
+/// already stored and changes nothing (`None`). The payment as stored.
 pub async fn attach_intent<C: ConnectionTrait>(
     conn: &C,
     order_id: Uuid,
     intent: &PaymentIntent,
-) -> Result<bool, DbErr> {
+) -> Result<Option<payment::Model>, DbErr> {
     let written = Payments::update_many()
         .col_expr(
             payment::Column::ProviderPaymentId,
@@ -106,9 +108,9 @@ pub async fn attach_intent<C: ConnectionTrait>(
         .col_expr(payment::Column::UpdatedAt, Expr::value(crate::db::now()))
         .filter(payment::Column::OrderId.eq(order_id))
         .filter(payment::Column::ProviderPaymentId.is_null())
-        .exec(conn)
+        .exec_with_returning(conn)
         .await?;
-    Ok(written.rows_affected == 1)
+    Ok(written.into_iter().next())
 }
 
 /// Moves a payment to `to` only from one of `from` (never backwards).
