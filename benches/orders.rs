@@ -695,7 +695,11 @@ impl Cpu {
 /// Jobs due now and not finished.
 async fn due_jobs(app: &App) -> anyhow::Result<u64> {
     Ok(job::Entity::find()
-        .filter(job::Column::State.is_in([JobState::Available, JobState::Running]))
+        .filter(job::Column::State.is_in([
+            JobState::Scheduled,
+            JobState::Available,
+            JobState::Running,
+        ]))
         .filter(job::Column::RunAt.lte(dispatch::db::now()))
         .count(app.state.db.conn())
         .await?)

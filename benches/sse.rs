@@ -797,7 +797,11 @@ async fn wait_deliveries_done(db: &Database) -> anyhow::Result<()> {
     loop {
         let pending = Jobs::find()
             .filter(job_row::Column::Kind.eq(Deliver::KIND))
-            .filter(job_row::Column::State.is_in([JobState::Available, JobState::Running]))
+            .filter(job_row::Column::State.is_in([
+                JobState::Scheduled,
+                JobState::Available,
+                JobState::Running,
+            ]))
             .count(db.conn())
             .await?;
         if pending == 0 {

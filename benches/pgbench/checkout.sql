@@ -6,8 +6,8 @@
 -- `BENCH_LOG_STATEMENTS=1` (log_statement = 'all'); only the values differ:
 -- ids come from `bench_id(kind, run, client, n)` (created by the bench)
 -- instead of fresh UUIDv7s, timestamps from now() instead of parameters.
--- What pgbench cannot send: the pool's ping (an empty Sync) on each of the
--- seven connection checkouts of a checkout, and the PaymentIntent call.
+-- What pgbench cannot send: the PaymentIntent call. (The pool pings a
+-- connection only after it idled a second, which never happens under load.)
 --
 -- Variables from the bench: run, seq (0), span (items per third of the
 -- catalogue), users. Items are bench_id(10, 0, 0, n), users bench_id(11, 0, 0, n).
@@ -22,28 +22,22 @@
 \set q2 random(1, 3)
 \set q3 random(1, 3)
 
--- 1. Claim the idempotency key (its own short transaction).
-BEGIN;
+-- 1. Claim the idempotency key: one statement, committed on its own.
 INSERT INTO "idempotency_records" ("id", "scope", "key", "fingerprint", "state", "lease_token", "locked_until", "response_status", "response_body", "resource_id", "created_at", "expires_at") VALUES (bench_id(1, :run, :client_id, :seq), bench_id(11, 0, 0, :u)::text || ' POST /api/v1/orders', 'pgbench-' || :run::text || '-' || :client_id::text || '-' || :seq::text, 'a4c56dbe8b649feea617c395a71bbcc6c972877a29fd31f013a471eb9e9e858f', 'in_flight', bench_id(2, :run, :client_id, :seq), now() + interval '60 seconds', NULL, NULL, NULL, now(), now() + interval '1 day') ON CONFLICT ("scope", "key") DO NOTHING;
-SELECT "idempotency_records"."id", "idempotency_records"."scope", "idempotency_records"."key", "idempotency_records"."fingerprint", "idempotency_records"."state", "idempotency_records"."lease_token", "idempotency_records"."locked_until", "idempotency_records"."response_status", "idempotency_records"."response_body", "idempotency_records"."resource_id", "idempotency_records"."created_at", "idempotency_records"."expires_at" FROM "idempotency_records" WHERE "idempotency_records"."scope" = bench_id(11, 0, 0, :u)::text || ' POST /api/v1/orders' AND "idempotency_records"."key" = 'pgbench-' || :run::text || '-' || :client_id::text || '-' || :seq::text LIMIT 1;
-COMMIT;
 
 -- 2. Reserve: stock in item-id order, order, lines, payment, timeline,
 --    expiry job, recovery point.
 BEGIN;
-UPDATE "items" SET "stock" = "stock" - :q1, "updated_at" = now() WHERE "items"."id" = bench_id(10, 0, 0, :i1) AND "items"."deleted_at" IS NULL AND "items"."stock" >= :q1;
-SELECT "items"."id", "items"."name", "items"."name_search", "items"."description", "items"."price", "items"."currency", "items"."stock", "items"."price_payment_id", "items"."created_at", "items"."updated_at", "items"."deleted_at" FROM "items" WHERE "items"."id" = bench_id(10, 0, 0, :i1) LIMIT 1 \gset l1_
+UPDATE "items" SET "stock" = "stock" - :q1, "updated_at" = now() WHERE "items"."id" = bench_id(10, 0, 0, :i1) AND "items"."deleted_at" IS NULL AND "items"."stock" >= :q1 RETURNING "id", "name", "name_search", "description", "price", "currency", "stock", "price_payment_id", "created_at", "updated_at", "deleted_at" \gset l1_
 \set lt1 :l1_price * :q1
 \set total :lt1
 \if :k >= 2
-UPDATE "items" SET "stock" = "stock" - :q2, "updated_at" = now() WHERE "items"."id" = bench_id(10, 0, 0, :i2) AND "items"."deleted_at" IS NULL AND "items"."stock" >= :q2;
-SELECT "items"."id", "items"."name", "items"."name_search", "items"."description", "items"."price", "items"."currency", "items"."stock", "items"."price_payment_id", "items"."created_at", "items"."updated_at", "items"."deleted_at" FROM "items" WHERE "items"."id" = bench_id(10, 0, 0, :i2) LIMIT 1 \gset l2_
+UPDATE "items" SET "stock" = "stock" - :q2, "updated_at" = now() WHERE "items"."id" = bench_id(10, 0, 0, :i2) AND "items"."deleted_at" IS NULL AND "items"."stock" >= :q2 RETURNING "id", "name", "name_search", "description", "price", "currency", "stock", "price_payment_id", "created_at", "updated_at", "deleted_at" \gset l2_
 \set lt2 :l2_price * :q2
 \set total :total + :lt2
 \endif
 \if :k >= 3
-UPDATE "items" SET "stock" = "stock" - :q3, "updated_at" = now() WHERE "items"."id" = bench_id(10, 0, 0, :i3) AND "items"."deleted_at" IS NULL AND "items"."stock" >= :q3;
-SELECT "items"."id", "items"."name", "items"."name_search", "items"."description", "items"."price", "items"."currency", "items"."stock", "items"."price_payment_id", "items"."created_at", "items"."updated_at", "items"."deleted_at" FROM "items" WHERE "items"."id" = bench_id(10, 0, 0, :i3) LIMIT 1 \gset l3_
+UPDATE "items" SET "stock" = "stock" - :q3, "updated_at" = now() WHERE "items"."id" = bench_id(10, 0, 0, :i3) AND "items"."deleted_at" IS NULL AND "items"."stock" >= :q3 RETURNING "id", "name", "name_search", "description", "price", "currency", "stock", "price_payment_id", "created_at", "updated_at", "deleted_at" \gset l3_
 \set lt3 :l3_price * :q3
 \set total :total + :lt3
 \endif
@@ -57,25 +51,18 @@ INSERT INTO "order_lines" ("id", "order_id", "item_id", "item_name", "unit_price
 \endif
 INSERT INTO "payments" ("id", "order_id", "provider", "provider_payment_id", "client_secret", "amount", "currency", "status", "created_at", "updated_at") VALUES (bench_id(7, :run, :client_id, :seq), bench_id(3, :run, :client_id, :seq), 'simulated', NULL, NULL, :total, 'usd', 'creating', now(), now());
 INSERT INTO "order_events" ("id", "order_id", "from_status", "to_status", "actor", "reason", "at") VALUES (bench_id(8, :run, :client_id, :seq), bench_id(3, :run, :client_id, :seq), NULL, 'PENDING', bench_id(11, 0, 0, :u)::text, NULL, now());
-INSERT INTO "jobs" ("id", "queue", "kind", "payload", "state", "priority", "attempt", "max_attempts", "run_at", "lease_owner", "lease_expires_at", "last_error", "errors", "correlation_id", "unique_key", "created_at", "updated_at", "started_at", "finished_at") VALUES (bench_id(9, :run, :client_id, :seq), 'orders', 'order.expire', jsonb_build_object('orderId', bench_id(3, :run, :client_id, :seq)), 'available', 0, 0, 3, now() + interval '30 minutes', NULL, NULL, NULL, '[]', bench_id(12, :run, :client_id, :seq)::text, 'order.expire:' || bench_id(3, :run, :client_id, :seq)::text, now(), now(), NULL, NULL) ON CONFLICT DO NOTHING;
-SELECT pg_notify('dispatch_jobs', 'orders');
+WITH inserted AS (INSERT INTO "jobs" ("id", "queue", "kind", "payload", "state", "priority", "attempt", "max_attempts", "run_at", "lease_owner", "lease_expires_at", "last_error", "errors", "correlation_id", "unique_key", "created_at", "updated_at", "started_at", "finished_at") VALUES (bench_id(9, :run, :client_id, :seq), 'orders', 'order.expire', jsonb_build_object('orderId', bench_id(3, :run, :client_id, :seq)), 'scheduled', 0, 0, 3, now() + interval '30 minutes', NULL, NULL, NULL, '[]', bench_id(12, :run, :client_id, :seq)::text, 'order.expire:' || bench_id(3, :run, :client_id, :seq)::text, now(), now(), NULL, NULL) ON CONFLICT DO NOTHING RETURNING "id", "queue", "state") SELECT inserted.id, CASE WHEN inserted.state = 'available' THEN pg_notify('dispatch_jobs', inserted.queue) END AS notified FROM inserted;
 UPDATE "idempotency_records" SET "resource_id" = bench_id(3, :run, :client_id, :seq) WHERE "idempotency_records"."id" = bench_id(1, :run, :client_id, :seq) AND "idempotency_records"."lease_token" = bench_id(2, :run, :client_id, :seq) AND "idempotency_records"."state" = 'in_flight';
 COMMIT;
 
--- Reads outside a transaction: the order, its record (lines, payment), the
--- customer (Stripe customer id). The PaymentIntent call happens here.
-SELECT "orders"."id", "orders"."user_id", "orders"."status", "orders"."currency", "orders"."total", "orders"."tracking_number", "orders"."carrier", "orders"."shipped_at", "orders"."delivered_at", "orders"."canceled_at", "orders"."refunded_at", "orders"."expires_at", "orders"."deleted_at", "orders"."created_at", "orders"."updated_at" FROM "orders" WHERE "orders"."id" = bench_id(3, :run, :client_id, :seq) AND "orders"."deleted_at" IS NULL LIMIT 1;
-SELECT "order_lines"."id", "order_lines"."order_id", "order_lines"."item_id", "order_lines"."item_name", "order_lines"."unit_price", "order_lines"."quantity", "order_lines"."line_total" FROM "order_lines" WHERE "order_lines"."order_id" = bench_id(3, :run, :client_id, :seq) ORDER BY "order_lines"."item_id" ASC;
-SELECT "payments"."id", "payments"."order_id", "payments"."provider", "payments"."provider_payment_id", "payments"."client_secret", "payments"."amount", "payments"."currency", "payments"."status", "payments"."created_at", "payments"."updated_at" FROM "payments" WHERE "payments"."order_id" = bench_id(3, :run, :client_id, :seq) LIMIT 1;
+-- Read outside a transaction: the customer (Stripe customer id). The
+-- PaymentIntent call happens here.
 SELECT "users"."id", "users"."name", "users"."name_search", "users"."email", "users"."password_hash", "users"."role", "users"."language", "users"."stripe_customer_id", "users"."created_at", "users"."updated_at", "users"."deleted_at" FROM "users" WHERE "users"."id" = bench_id(11, 0, 0, :u) LIMIT 1;
 
 -- 3. Attach the PaymentIntent, notify order.created, complete the key with
 --    the response (about 1 KB of JSON).
 BEGIN;
-UPDATE "payments" SET "provider_payment_id" = 'pi_sim_' || bench_id(7, :run, :client_id, :seq)::text, "client_secret" = 'pi_sim_' || bench_id(7, :run, :client_id, :seq)::text || '_secret_0123456789abcdef0123456789abcdef', "status" = 'requires_payment', "updated_at" = now() WHERE "payments"."order_id" = bench_id(3, :run, :client_id, :seq) AND "payments"."provider_payment_id" IS NULL;
-INSERT INTO "jobs" ("id", "queue", "kind", "payload", "state", "priority", "attempt", "max_attempts", "run_at", "lease_owner", "lease_expires_at", "last_error", "errors", "correlation_id", "unique_key", "created_at", "updated_at", "started_at", "finished_at") VALUES (bench_id(13, :run, :client_id, :seq), 'notifications', 'notification.deliver', jsonb_build_object('data', jsonb_build_object('total', :total::bigint, 'status', 'PENDING', 'orderId', bench_id(3, :run, :client_id, :seq), 'currency', 'usd'), 'event', 'order.created', 'userId', bench_id(11, 0, 0, :u)), 'available', 0, 0, 3, now(), NULL, NULL, NULL, '[]', bench_id(12, :run, :client_id, :seq)::text, NULL, now(), now(), NULL, NULL) ON CONFLICT DO NOTHING;
-SELECT pg_notify('dispatch_jobs', 'notifications');
-SELECT "order_lines"."id", "order_lines"."order_id", "order_lines"."item_id", "order_lines"."item_name", "order_lines"."unit_price", "order_lines"."quantity", "order_lines"."line_total" FROM "order_lines" WHERE "order_lines"."order_id" = bench_id(3, :run, :client_id, :seq) ORDER BY "order_lines"."item_id" ASC;
-SELECT "payments"."id", "payments"."order_id", "payments"."provider", "payments"."provider_payment_id", "payments"."client_secret", "payments"."amount", "payments"."currency", "payments"."status", "payments"."created_at", "payments"."updated_at" FROM "payments" WHERE "payments"."order_id" = bench_id(3, :run, :client_id, :seq) LIMIT 1;
+UPDATE "payments" SET "provider_payment_id" = 'pi_sim_' || bench_id(7, :run, :client_id, :seq)::text, "client_secret" = 'pi_sim_' || bench_id(7, :run, :client_id, :seq)::text || '_secret_0123456789abcdef0123456789abcdef', "status" = 'requires_payment', "updated_at" = now() WHERE "payments"."order_id" = bench_id(3, :run, :client_id, :seq) AND "payments"."provider_payment_id" IS NULL RETURNING "id", "order_id", "provider", "provider_payment_id", "client_secret", "amount", "currency", "status", "created_at", "updated_at";
+WITH inserted AS (INSERT INTO "jobs" ("id", "queue", "kind", "payload", "state", "priority", "attempt", "max_attempts", "run_at", "lease_owner", "lease_expires_at", "last_error", "errors", "correlation_id", "unique_key", "created_at", "updated_at", "started_at", "finished_at") VALUES (bench_id(13, :run, :client_id, :seq), 'notifications', 'notification.deliver', jsonb_build_object('data', jsonb_build_object('total', :total::bigint, 'status', 'PENDING', 'orderId', bench_id(3, :run, :client_id, :seq), 'currency', 'usd'), 'event', 'order.created', 'userId', bench_id(11, 0, 0, :u)), 'available', 0, 0, 3, now(), NULL, NULL, NULL, '[]', bench_id(12, :run, :client_id, :seq)::text, NULL, now(), now(), NULL, NULL) ON CONFLICT DO NOTHING RETURNING "id", "queue", "state") SELECT inserted.id, CASE WHEN inserted.state = 'available' THEN pg_notify('dispatch_jobs', inserted.queue) END AS notified FROM inserted;
 UPDATE "idempotency_records" SET "state" = 'completed', "response_status" = 201, "response_body" = repeat('x', 1047), "lease_token" = NULL, "locked_until" = NULL WHERE "idempotency_records"."id" = bench_id(1, :run, :client_id, :seq) AND "idempotency_records"."lease_token" = bench_id(2, :run, :client_id, :seq) AND "idempotency_records"."state" = 'in_flight';
 COMMIT;

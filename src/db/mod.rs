@@ -62,12 +62,19 @@ pub fn new_id() -> Uuid {
 /// statement instead, as it would a moment after a successful ping.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// Connections of the PostgreSQL pool for unflushed commits (job
+/// completions, written by one task per worker pool).
+const UNFLUSHED_CONNECTIONS: u32 = 2;
+
 /// A pool of connections to SQLite or PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct Database {
     connection: DatabaseConnection,
     /// SQLite only: one writer at a time, queued in process.
     writer: Option<Arc<Semaphore>>,
+    /// PostgreSQL only: a small pool whose sessions commit without waiting
+    /// for the WAL flush (see [`Database::single_write_unflushed`]).
+    unflushed: Option<DatabaseConnection>,
     /// Fired after a write transaction that asked for it commits (job
     /// workers of this process wait on them).
     committed: Arc<CommitSignals>,
@@ -177,9 +184,19 @@ impl Database {
                 .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
                 .sqlx_logging(false);
             let connection = sea_orm::Database::connect(options).await?;
+            let mut unflushed = ConnectOptions::new(url.to_owned());
+            unflushed
+                .max_connections(UNFLUSHED_CONNECTIONS)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+                .sqlx_logging(false)
+                .map_sqlx_postgres_opts(|o| o.options([("synchronous_commit", "off")]));
+            let unflushed = sea_orm::Database::connect(unflushed).await?;
             Ok(Self {
                 connection,
                 writer: None,
+                unflushed: Some(unflushed),
                 committed: Arc::default(),
             })
         }
@@ -213,6 +230,7 @@ impl Database {
         Ok(Self {
             connection,
             writer: Some(Arc::new(Semaphore::new(1))),
+            unflushed: None,
             committed: Arc::default(),
         })
     }
@@ -246,6 +264,21 @@ impl Database {
     pub async fn single_write(&self) -> Result<SingleWrite<'_>, DbErr> {
         Ok(SingleWrite {
             connection: &self.connection,
+            _writer: self.writer_permit().await?,
+        })
+    }
+
+    /// Like [`Database::single_write`], for a statement whose commit may be
+    /// lost if the database server crashes within a moment (three
+    /// `wal_writer_delay`s, 600 ms by default) after answering: on PostgreSQL
+    /// it runs on a session with `synchronous_commit = off`, which returns
+    /// before the WAL flush (and never reorders: a later durable commit
+    /// flushes it too). One round trip where `SET LOCAL` needs a transaction
+    /// and four. On SQLite (WAL, `synchronous = NORMAL`) every commit already
+    /// makes this trade.
+    pub async fn single_write_unflushed(&self) -> Result<SingleWrite<'_>, DbErr> {
+        Ok(SingleWrite {
+            connection: self.unflushed.as_ref().unwrap_or(&self.connection),
             _writer: self.writer_permit().await?,
         })
     }

@@ -102,6 +102,7 @@ pub async fn queue_stats<C: ConnectionTrait>(conn: &C) -> Result<Vec<QueueStats>
     let mut stats = Vec::new();
     for queue in Queue::ALL {
         let mut counts: BTreeMap<String, u64> = [
+            JobState::Scheduled,
             JobState::Available,
             JobState::Running,
             JobState::Succeeded,
@@ -277,7 +278,11 @@ pub async fn discard(db: &Database, id: Uuid, actor: &str) -> Result<(), ActionE
         .col_expr(job::Column::FinishedAt, Expr::value(crate::db::now()))
         .col_expr(job::Column::UpdatedAt, Expr::value(crate::db::now()))
         .filter(job::Column::Id.eq(id))
-        .filter(job::Column::State.is_in([JobState::Available, JobState::Failed]))
+        .filter(job::Column::State.is_in([
+            JobState::Scheduled,
+            JobState::Available,
+            JobState::Failed,
+        ]))
         .exec(&*txn)
         .await?;
     if moved.rows_affected != 1 {

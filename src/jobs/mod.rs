@@ -55,15 +55,22 @@ use crate::db::WriteTxn;
 /// PostgreSQL channel that announces committed jobs to every process.
 pub const NOTIFY_CHANNEL: &str = "dispatch_jobs";
 
-/// A job due later than this after it is written wakes no worker: the
-/// workers find it themselves, as each sleeps at most until the next due
-/// job of its queue or `JOB_POLL_INTERVAL`, whichever is sooner. (Waking
-/// them for `order.expire`, due in 30 minutes, made every checkout cost
-/// each worker a claim that found nothing.) Equal to the default poll
-/// interval, so no job is late with the default settings; with a longer
-/// interval, a job due between this and the interval ahead may start up to
-/// the difference late.
+/// A job due later than this after it is written is `scheduled`: it wakes no
+/// worker and no claim reads it until the stager (every half horizon) makes
+/// it `available`, up to a horizon before it is due; from then on the fetch
+/// loop of its queue times it exactly (it sleeps until the next available
+/// job is due). Before, every `order.expire` (due in 30 minutes) woke every
+/// worker when written and stayed in the claim's index until due.
 pub const WAKE_HORIZON: Duration = Duration::from_secs(1);
+
+/// The state a job due at `run_at` starts in, written at `now`.
+pub(crate) fn state_for(run_at: DateTime<Utc>, now: DateTime<Utc>) -> JobState {
+    if run_at > now + chrono::Duration::from_std(WAKE_HORIZON).unwrap_or_default() {
+        JobState::Scheduled
+    } else {
+        JobState::Available
+    }
+}
 
 /// How a kind retries and ranks.
 #[derive(Debug, Clone, Copy)]
@@ -222,7 +229,7 @@ pub async fn enqueue_many(
             queue: Set(job.queue.as_str().to_owned()),
             kind: Set(job.kind.to_owned()),
             payload: Set(job.payload),
-            state: Set(JobState::Available),
+            state: Set(state_for(run_at, now)),
             priority: Set(job.options.priority),
             attempt: Set(0),
             max_attempts: Set(job.options.max_attempts.max(1)),
@@ -250,13 +257,12 @@ pub async fn enqueue_many(
         insert.returning(Query::returning().columns([
             job::Column::Id,
             job::Column::Queue,
-            job::Column::RunAt,
-            job::Column::CreatedAt,
+            job::Column::State,
         ]));
         let backend = txn.get_database_backend();
         let statement = backend.build(&insert);
         let statement = if backend == DbBackend::Postgres {
-            // The same round trip announces the new rows that are due soon:
+            // The same round trip announces the new available rows:
             // PostgreSQL delivers a notification only if, and when, the
             // transaction commits, and delivers one per (channel, payload)
             // however often a transaction sends it, so listeners get at most
@@ -265,11 +271,10 @@ pub async fn enqueue_many(
             Statement {
                 sql: format!(
                     "WITH inserted AS ({}) SELECT inserted.id, \
-                     CASE WHEN inserted.run_at <= inserted.created_at + interval '{} milliseconds' \
+                     CASE WHEN inserted.state = 'available' \
                      THEN pg_notify('{NOTIFY_CHANNEL}', inserted.queue) END AS notified \
                      FROM inserted",
                     statement.sql,
-                    WAKE_HORIZON.as_millis(),
                 ),
                 ..statement
             }
@@ -283,9 +288,8 @@ pub async fn enqueue_many(
     if backend_is_sqlite {
         // SQLite has no notifications: this process's workers are the only
         // ones, woken directly when the transaction commits.
-        let horizon = now + chrono::Duration::from_std(WAKE_HORIZON).unwrap_or_default();
         for (id, _, queue, run_at) in &written {
-            if *run_at <= horizon && inserted.contains(id) {
+            if state_for(*run_at, now) == JobState::Available && inserted.contains(id) {
                 txn.notify_on_commit(queue.commit_topic());
             }
         }

@@ -21,7 +21,13 @@ pub mod job {
     #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
     #[serde(rename_all = "lowercase")]
     pub enum JobState {
-        /// Waiting for `run_at` and a free worker.
+        /// Due later than [`WAKE_HORIZON`](crate::jobs::WAKE_HORIZON) after
+        /// it was written: invisible to claims until the stager makes it
+        /// available, shortly before `run_at`.
+        #[sea_orm(string_value = "scheduled")]
+        Scheduled,
+        /// Due now or within the horizon; waiting for `run_at` and a free
+        /// worker.
         #[sea_orm(string_value = "available")]
         Available,
         /// Claimed by a worker under a lease.
@@ -40,6 +46,7 @@ pub mod job {
     impl JobState {
         pub fn as_str(self) -> &'static str {
             match self {
+                JobState::Scheduled => "scheduled",
                 JobState::Available => "available",
                 JobState::Running => "running",
                 JobState::Succeeded => "succeeded",

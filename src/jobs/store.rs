@@ -61,17 +61,51 @@ pub async fn announce(txn: &WriteTxn, queue: Queue) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Like [`announce`], for a job due at `run_at`: one due later than
-/// [`WAKE_HORIZON`] wakes nobody (see there).
-pub async fn announce_due(
-    txn: &WriteTxn,
-    queue: Queue,
-    run_at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    if run_at <= crate::db::now() + chrono_duration(WAKE_HORIZON) {
-        announce(txn, queue).await?;
+/// Makes the scheduled jobs due within [`WAKE_HORIZON`] available and
+/// announces their queues; returns those queues. One statement, so the
+/// stagers of several processes may run it at once: a job moves once.
+pub async fn promote_scheduled(db: &Database) -> Result<Vec<Queue>, DbErr> {
+    let now = crate::db::now();
+    let promote = Query::update()
+        .table(Jobs)
+        .value(job::Column::State, JobState::Available.as_str())
+        .value(job::Column::UpdatedAt, now)
+        .and_where(state_is(JobState::Scheduled))
+        .and_where(Expr::col(job::Column::RunAt).lte(now + chrono_duration(WAKE_HORIZON)))
+        .returning(Query::returning().column(job::Column::Queue))
+        .to_owned();
+    let statement = db.backend().build(&promote);
+    let statement = if db.is_postgres() {
+        // Announced by the same statement, once per queue.
+        Statement {
+            sql: format!(
+                "WITH promoted AS ({}) SELECT q.queue, pg_notify('{NOTIFY_CHANNEL}', q.queue) \
+                 FROM (SELECT DISTINCT queue FROM promoted) AS q",
+                statement.sql
+            ),
+            ..statement
+        }
+    } else {
+        statement
+    };
+    let rows = db.single_write().await?.query_all_raw(statement).await?;
+    let mut queues = Vec::new();
+    for row in rows {
+        if let Some(queue) = Queue::parse(&row.try_get::<String>("", "queue")?)
+            && !queues.contains(&queue)
+        {
+            queues.push(queue);
+        }
     }
-    Ok(())
+    if !db.is_postgres() {
+        // Committed already (one statement); SQLite has no notifications.
+        for queue in &queues {
+            db.commit_signals()
+                .topic(queue.commit_topic())
+                .notify_waiters();
+        }
+    }
+    Ok(queues)
 }
 
 /// Whether an operator paused `queue`.
@@ -217,17 +251,13 @@ pub async fn complete_many(
         return Ok(done);
     }
     let now = crate::db::now();
-    let txn = db.begin_write().await?;
-    if txn.get_database_backend() == DbBackend::Postgres {
-        if commit == Commit::Deferred {
-            txn.execute_unprepared("SET LOCAL synchronous_commit = off")
-                .await?;
-        }
+    if db.is_postgres() {
         // One statement whatever the batch size (so one prepared statement),
-        // with each row's own fence. `j.id = ANY(…)` makes the primary key
-        // bound the rows read: without it, and without statistics (this
-        // server runs with autovacuum off), the planner drove the join from
-        // every running row of the owner and rescanned the batch for each.
+        // with each row's own fence, committed on its own. `j.id = ANY(…)`
+        // makes the primary key bound the rows read: without it, and without
+        // statistics (this server runs with autovacuum off), the planner
+        // drove the join from every running row of the owner and rescanned
+        // the batch for each.
         let (ids, attempts): (Vec<Uuid>, Vec<i32>) = jobs.iter().copied().unzip();
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -239,23 +269,28 @@ pub async fn complete_many(
              RETURNING j.id",
             [now.into(), ids.into(), attempts.into(), owner.into()],
         );
-        for row in txn.query_all_raw(statement).await? {
+        let writer = match commit {
+            Commit::Durable => db.single_write().await?,
+            Commit::Deferred => db.single_write_unflushed().await?,
+        };
+        for row in writer.query_all_raw(statement).await? {
             done.insert(row.try_get::<Uuid>("", "id")?);
         }
-    } else {
-        // SQLite: statements are in-process calls, so one fenced UPDATE per
-        // job costs little; the transaction (the writer permit, the commit)
-        // is what is shared.
-        for &(id, attempt) in jobs {
-            let result = fenced(Jobs::update_many(), id, attempt, owner)
-                .col_expr(job::Column::State, Expr::value(JobState::Succeeded))
-                .col_expr(job::Column::FinishedAt, Expr::value(now))
-                .col_expr(job::Column::UpdatedAt, Expr::value(now))
-                .exec(&*txn)
-                .await?;
-            if result.rows_affected == 1 {
-                done.insert(id);
-            }
+        return Ok(done);
+    }
+    // SQLite: statements are in-process calls, so one fenced UPDATE per job
+    // costs little; the transaction (the writer permit, the commit) is what
+    // is shared.
+    let txn = db.begin_write().await?;
+    for &(id, attempt) in jobs {
+        let result = fenced(Jobs::update_many(), id, attempt, owner)
+            .col_expr(job::Column::State, Expr::value(JobState::Succeeded))
+            .col_expr(job::Column::FinishedAt, Expr::value(now))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .exec(&*txn)
+            .await?;
+        if result.rows_affected == 1 {
+            done.insert(id);
         }
     }
     txn.commit().await?;
@@ -283,8 +318,9 @@ pub async fn retry(
     let now = crate::db::now();
     let txn = db.begin_write().await?;
     let queue = Queue::parse(&job.queue).unwrap_or(Queue::Maintenance);
+    let state = super::state_for(run_at, now);
     let done = fenced(Jobs::update_many(), job.id, job.attempt, owner)
-        .col_expr(job::Column::State, Expr::value(JobState::Available))
+        .col_expr(job::Column::State, Expr::value(state))
         .col_expr(job::Column::RunAt, Expr::value(run_at))
         .col_expr(job::Column::LastError, Expr::value(error))
         .col_expr(
@@ -294,8 +330,8 @@ pub async fn retry(
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .exec(&*txn)
         .await?;
-    if done.rows_affected == 1 {
-        announce_due(&txn, queue, run_at).await?;
+    if done.rows_affected == 1 && state == JobState::Available {
+        announce(&txn, queue).await?;
     }
     txn.commit().await?;
     Ok(done.rows_affected == 1)

@@ -3,7 +3,11 @@
 //! so a job that runs twice records once.
 
 use async_trait::async_trait;
-use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
+use sea_orm::{
+    ActiveValue::Set,
+    ConnectionTrait, EntityTrait, QueryTrait,
+    sea_query::{OnConflict, Query},
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -28,8 +32,7 @@ impl Job for Deliver {
     const QUEUE: Queue = Queue::Notifications;
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let txn = ctx.db.begin_write().await?;
-        let inserted = Notifications::insert(notification::ActiveModel {
+        let mut insert = Notifications::insert(notification::ActiveModel {
             id: Set(ctx.job_id),
             user_id: Set(self.user_id),
             event: Set(self.event.clone()),
@@ -42,20 +45,26 @@ impl Job for Deliver {
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&*txn)
-        .await?;
-        let published = Published {
-            user_id: self.user_id,
-            notification_id: ctx.job_id,
-        };
-        if inserted == 1 {
-            hub::announce(&txn, published).await?;
-        }
-        txn.commit().await?;
-        if inserted == 1 && !ctx.db.is_postgres() {
-            // One process: its streams hear it here. (PostgreSQL announced it
-            // in the transaction, to every process.)
-            ctx.notifications.publish(published);
+        .into_query();
+        insert.returning(
+            Query::returning().columns([notification::Column::Id, notification::Column::UserId]),
+        );
+        // One statement records and announces: no transaction to open.
+        let statement = hub::announcing(ctx.db.backend().build(&insert));
+        let inserted = !ctx
+            .db
+            .single_write()
+            .await?
+            .query_all_raw(statement)
+            .await?
+            .is_empty();
+        if inserted && !ctx.db.is_postgres() {
+            // One process: its streams hear it here. (On PostgreSQL the
+            // statement announced it to every process.)
+            ctx.notifications.publish(Published {
+                user_id: self.user_id,
+                notification_id: ctx.job_id,
+            });
         }
         Ok(())
     }

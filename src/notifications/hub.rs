@@ -1,8 +1,8 @@
 //! Fan-out of new notifications to the live streams of this process.
 //!
-//! A notification is announced by the transaction that records it:
+//! A notification is announced by the statement that records it:
 //! - PostgreSQL: `pg_notify('dispatch_notifications', '<user>:<id>')` in the
-//!   recording transaction, so every API process (each runs [`listen`])
+//!   recording statement ([`announcing`]), so every API process (each runs [`listen`])
 //!   hears of it exactly when, and only if, it commits — whichever process
 //!   ran the job. Redis is not involved, so a Redis outage does not stop
 //!   the stream;
@@ -14,12 +14,12 @@
 //! its reader's language. A stream that falls behind (the channel's buffer
 //! overflowed) catches up from the database, so nothing is lost.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{DbBackend, Statement};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::db::{Database, WriteTxn};
+use crate::db::Database;
 
 /// PostgreSQL channel announcing committed notifications.
 pub const CHANNEL: &str = "dispatch_notifications";
@@ -66,22 +66,24 @@ impl NotificationHub {
     }
 }
 
-/// Announces, inside the recording transaction, a notification to every
-/// process (PostgreSQL only; SQLite publishes after commit).
-pub async fn announce(txn: &WriteTxn, published: Published) -> Result<(), DbErr> {
-    if txn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
+/// `insert`, an `INSERT … RETURNING id, user_id` of notifications, made to
+/// announce each row it inserts to every process (PostgreSQL; delivered only
+/// if, and when, its transaction commits). Unchanged on SQLite, which
+/// publishes after the commit. Either way the statement returns one row per
+/// notification inserted.
+pub fn announcing(insert: Statement) -> Statement {
+    if insert.db_backend != DbBackend::Postgres {
+        return insert;
     }
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [
-            CHANNEL.into(),
-            format!("{}:{}", published.user_id, published.notification_id).into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    Statement {
+        sql: format!(
+            "WITH inserted AS ({}) SELECT inserted.id, \
+             pg_notify('{CHANNEL}', inserted.user_id::text || ':' || inserted.id::text) AS notified \
+             FROM inserted",
+            insert.sql
+        ),
+        ..insert
+    }
 }
 
 fn parse(payload: &str) -> Option<Published> {

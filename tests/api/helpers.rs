@@ -537,7 +537,11 @@ impl TestApp {
             let db = db.clone();
             async move {
                 job::Entity::find()
-                    .filter(job::Column::State.is_in([JobState::Available, JobState::Running]))
+                    .filter(job::Column::State.is_in([
+                        JobState::Scheduled,
+                        JobState::Available,
+                        JobState::Running,
+                    ]))
                     .filter(job::Column::RunAt.lte(dispatch::db::now()))
                     .count(db.conn())
                     .await

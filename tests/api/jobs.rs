@@ -383,6 +383,31 @@ async fn failures_follow_the_backoff_schedule_up_to_max_attempts_then_compensate
 }
 
 #[tokio::test]
+async fn a_job_due_later_waits_scheduled_out_of_the_claims_way_and_runs_when_due() {
+    let app = spawn_app_with(&fast_jobs()).await;
+    let db = &app.state.db;
+    let due = dispatch::db::now() + chrono::Duration::seconds(3);
+    let later = enqueue_one(db, NewJob::of(&Probe::default()).at(due)).await;
+    let now = enqueue_one(db, NewJob::of(&Probe::default())).await;
+    assert_eq!(job(db, later).await.state, JobState::Scheduled);
+    assert_eq!(job(db, now).await.state, JobState::Available);
+
+    let pool = start_pool(&app, 2);
+    wait_for_state(db, now, JobState::Succeeded).await;
+    // Made available a horizon ahead, claimed when due, not before.
+    assert_ne!(job(db, later).await.state, JobState::Succeeded);
+    let done = wait_for_state(db, later, JobState::Succeeded).await;
+    pool.shutdown().await;
+    assert_eq!(done.attempt, 1);
+    let started = done.started_at.expect("started");
+    assert!(started >= due, "started {started}, due {due}");
+    assert!(
+        started - due < chrono::Duration::seconds(5),
+        "started {started}, due {due}: the stager or the fetch loop is late"
+    );
+}
+
+#[tokio::test]
 async fn a_permanent_failure_skips_the_remaining_retries() {
     let app = spawn_app_with(&fast_jobs()).await;
     let id = enqueue_one(&app.state.db, NewJob::of(&RefusedForGood::default())).await;

@@ -1008,6 +1008,8 @@ async fn an_order_lives_from_placement_to_refund_through_the_stripe_client() {
     assert_eq!(field(call, "payment_intent").as_deref(), Some("pi_123"));
     assert_eq!(field(call, "amount").as_deref(), Some("2500"));
     assert_eq!(field(call, "metadata[order_id]"), Some(id.clone()));
+    // The job's success is written after its effects (batched by the pool).
+    app.wait_for_jobs_idle().await;
     let jobs = refund_jobs(app).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, JobState::Succeeded);

@@ -12,6 +12,7 @@ mod m20261125_000002_jobs;
 mod m20261125_000003_search_names;
 mod m20261125_000004_notifications;
 mod m20261125_000005_orders;
+mod m20261126_000006_scheduled_jobs;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_search_names::Migration),
             Box::new(m20261125_000004_notifications::Migration),
             Box::new(m20261125_000005_orders::Migration),
+            Box::new(m20261126_000006_scheduled_jobs::Migration),
         ]
     }
 }

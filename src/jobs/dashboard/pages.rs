@@ -24,7 +24,8 @@ use crate::{
 const LAYOUT: &str = include_str!("../../../templates/dashboard/layout.html");
 const STYLE: &str = include_str!("../../../templates/dashboard/dashboard.css");
 
-pub const STATES: [JobState; 5] = [
+pub const STATES: [JobState; 6] = [
+    JobState::Scheduled,
     JobState::Available,
     JobState::Running,
     JobState::Succeeded,
@@ -354,7 +355,10 @@ pub fn job_page(viewer: &Viewer<'_>, job: &JobView) -> Response {
     if matches!(job.state, JobState::Failed | JobState::Discarded) {
         actions.push_str(&viewer.button(&format!("{BASE}/jobs/{id}/retry"), "Retry", &[], ""));
     }
-    if matches!(job.state, JobState::Available | JobState::Failed) {
+    if matches!(
+        job.state,
+        JobState::Scheduled | JobState::Available | JobState::Failed
+    ) {
         actions.push_str(&viewer.button(
             &format!("{BASE}/jobs/{id}/discard"),
             "Discard",
