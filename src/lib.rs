@@ -6,6 +6,15 @@
 
 rust_i18n::i18n!("locales", fallback = "en");
 
+/// mimalloc instead of the system allocator: a request allocates and frees
+/// many small buffers (statements, rows, JSON), and glibc's malloc and free
+/// took about a tenth of the service's CPU in a profile of the orders bench
+/// (`docs/benchmarks.md`). Set here, in the library, so the binaries, the
+/// tests and the benches (which run the service in-process) all measure the
+/// same service.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Authentication: login, token refresh and rotation, sessions, the `AuthUser` extractor.
 pub mod auth;
 /// Cache-aside store (Redis or in-process) behind one interface.

@@ -188,6 +188,8 @@ impl Database {
             unflushed
                 .max_connections(UNFLUSHED_CONNECTIONS)
                 .min_connections(0)
+                // Opened on first use: only worker processes write successes.
+                .connect_lazy(true)
                 .acquire_timeout(Duration::from_secs(10))
                 .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
                 .sqlx_logging(false)

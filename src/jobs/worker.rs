@@ -272,7 +272,10 @@ async fn fetch_loop(
         notified.as_mut().enable();
 
         let wanted = permits.len();
-        let claimed = match store::claim(
+        let store::Claimed {
+            jobs: claimed,
+            next_due,
+        } = match store::claim(
             &shared.db,
             queue,
             wanted as u64,
@@ -312,7 +315,7 @@ async fn fetch_loop(
             // that query would follow nearly every claim).
             continue;
         }
-        let wait = until_next_due(&shared, queue).await;
+        let wait = until_next_due(&shared, queue, next_due).await;
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = &mut notified => {}
@@ -321,10 +324,15 @@ async fn fetch_loop(
     }
 }
 
-/// How long to sleep: until the next delayed job is due, at most the poll interval.
-async fn until_next_due(shared: &Shared, queue: Queue) -> Duration {
+/// How long to sleep: until the next job not yet due is due, at most the
+/// poll interval.
+async fn until_next_due(shared: &Shared, queue: Queue, known: store::NextDue) -> Duration {
     let poll = shared.settings.poll_interval;
-    match store::next_due(shared.db.conn(), queue).await {
+    let next = match known {
+        store::NextDue::Known(next) => Ok(next),
+        store::NextDue::Unknown => store::next_due(shared.db.conn(), queue).await,
+    };
+    match next {
         Ok(Some(at)) => (at - crate::db::now())
             .to_std()
             .unwrap_or(Duration::ZERO)

@@ -520,7 +520,8 @@ async fn a_batched_completion_writes_only_the_jobs_whose_lease_is_still_held() {
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     let claimed = jobs::store::claim(db, Queue::Maintenance, 3, first, lease)
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert_eq!(claimed.len(), 3);
     // The middle job's lease is lost (as the rescuer would take it) and
     // another worker claims its next attempt.
@@ -532,7 +533,8 @@ async fn a_batched_completion_writes_only_the_jobs_whose_lease_is_still_held() {
     );
     let retaken = jobs::store::claim(db, Queue::Maintenance, 3, second, lease)
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert_eq!(retaken.len(), 1);
     assert_eq!((retaken[0].id, retaken[0].attempt), (lost.id, 2));
 
@@ -812,7 +814,8 @@ async fn a_paused_queue_is_not_claimed_until_resumed_and_discarded_jobs_never_ru
         Duration::from_secs(5),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .jobs;
     assert!(claimed.is_empty(), "a paused queue gives nothing");
 
     let discard = app
