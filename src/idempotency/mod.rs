@@ -318,28 +318,14 @@ impl Claim {
     /// Frees the key inside `txn`, the transaction that undoes the request's
     /// effects, so the undo and the release commit together.
     pub async fn release<C: ConnectionTrait>(&self, txn: &C) -> Result<(), sea_orm::DbErr> {
-        Records::delete_many()
-            .filter(record::Column::Id.eq(self.record_id))
-            .filter(record::Column::LeaseToken.eq(self.lease_token))
-            .filter(record::Column::State.eq(RecordState::InFlight))
-            .exec(txn)
-            .await?;
-        Ok(())
+        release_lease(txn, self.record_id, self.lease_token).await
     }
 
     /// Frees the key now (the request failed before any effect), so an
     /// immediate retry with the same key is not told it is in flight.
     /// Dropping the claim does the same in the background.
     pub async fn abandon(mut self) {
-        let result = async {
-            let txn = self.db.begin_write().await?;
-            self.release(&*txn).await?;
-            txn.commit().await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not release an idempotency key; it frees itself when its lease ends");
-        }
+        release_alone(&self.db, self.record_id, self.lease_token).await;
         self.committed = true;
     }
 
@@ -361,23 +347,34 @@ impl Drop for Claim {
         // or someone else's claim.
         let (db, id, token) = (self.db.clone(), self.record_id, self.lease_token);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let result = async {
-                    let txn = db.begin_write().await?;
-                    Records::delete_many()
-                        .filter(record::Column::Id.eq(id))
-                        .filter(record::Column::LeaseToken.eq(token))
-                        .filter(record::Column::State.eq(RecordState::InFlight))
-                        .exec(&*txn)
-                        .await?;
-                    txn.commit().await
-                }
-                .await;
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "could not release an idempotency key; it frees itself when its lease ends");
-                }
-            });
+            runtime.spawn(async move { release_alone(&db, id, token).await });
         }
+    }
+}
+
+/// Deletes an in-flight record if `lease_token` still holds it (never a
+/// completed record, nor someone else's claim).
+async fn release_lease<C: ConnectionTrait>(
+    conn: &C,
+    record_id: Uuid,
+    lease_token: Uuid,
+) -> Result<(), sea_orm::DbErr> {
+    Records::delete_many()
+        .filter(record::Column::Id.eq(record_id))
+        .filter(record::Column::LeaseToken.eq(lease_token))
+        .filter(record::Column::State.eq(RecordState::InFlight))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// [`release_lease`] as a statement of its own; a failure is only logged
+/// (the key frees itself when its lease ends).
+async fn release_alone(db: &Database, record_id: Uuid, lease_token: Uuid) {
+    let result =
+        async { release_lease(&*db.single_write().await?, record_id, lease_token).await }.await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not release an idempotency key; it frees itself when its lease ends");
     }
 }
 

@@ -46,21 +46,15 @@ pub async fn find<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<Option<order
         .await
 }
 
+/// One order with its lines and payment ([`records`] for one).
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
     order: order::Model,
 ) -> Result<OrderRecord, DbErr> {
-    let lines = OrderLines::find()
-        .filter(order_line::Column::OrderId.eq(order.id))
-        .order_by_asc(order_line::Column::ItemId)
-        .all(conn)
-        .await?;
-    let payment = crate::payments::queries::payment_of_order(conn, order.id).await?;
-    Ok(OrderRecord {
-        order,
-        lines,
-        payment,
-    })
+    let mut records = records(conn, vec![order]).await?;
+    records
+        .pop()
+        .ok_or_else(|| DbErr::RecordNotFound("the order read no record".into()))
 }
 
 pub async fn history<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Result<OrderHistory, DbErr> {
