@@ -399,7 +399,7 @@ async fn finish(
     slot: OwnedSemaphorePermit,
 ) {
     let owner = shared.owner;
-    let (result, counter) = match outcome {
+    let (result, counted) = match outcome {
         Ok(()) => {
             let (done, written) = oneshot::channel();
             let handed_over = shared
@@ -418,7 +418,7 @@ async fn finish(
                     .unwrap_or_else(|_| Err("the completer stopped before writing".into())),
                 Err(_) => Err("the completer has stopped".into()),
             };
-            (result, "jobs_succeeded_total")
+            (result, Outcome::Succeeded)
         }
         Err(JobError::Retryable(error)) if job.attempt < job.max_attempts => {
             let delay = shared
@@ -431,7 +431,7 @@ async fn finish(
             let result = store::retry(&shared.db, job, owner, &error, run_at)
                 .await
                 .map_err(|e| e.to_string());
-            (result, "jobs_retried_total")
+            (result, Outcome::Retried)
         }
         Err(error) => {
             tracing::error!(error = %error, "job failed for good");
@@ -439,13 +439,17 @@ async fn finish(
             let result = store::fail(&shared.db, job, owner, &error.to_string(), compensation)
                 .await
                 .map_err(|e| e.to_string());
-            (result, "jobs_failed_total")
+            (result, Outcome::Failed)
         }
     };
     match result {
         // Counted once the outcome is written: an outcome discarded by the
         // fence is counted by the worker whose attempt does get written.
-        Ok(true) => metrics::counter!(counter, labels).increment(1),
+        Ok(true) => match counted {
+            Outcome::Succeeded => metrics::counter!("jobs_succeeded_total", labels).increment(1),
+            Outcome::Retried => metrics::counter!("jobs_retried_total", labels).increment(1),
+            Outcome::Failed => metrics::counter!("jobs_failed_total", labels).increment(1),
+        },
         Ok(false) => {
             tracing::warn!("the job's lease was lost before it finished; its outcome is discarded")
         }
@@ -453,6 +457,13 @@ async fn finish(
             tracing::error!(error = %e, "could not record the job's outcome; its lease will expire and it will run again")
         }
     }
+}
+
+/// What became of an attempt, for its counter.
+enum Outcome {
+    Succeeded,
+    Retried,
+    Failed,
 }
 
 /// Most successes written by one statement.
