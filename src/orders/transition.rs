@@ -30,7 +30,7 @@ use crate::{
     jobs::{self, NewJob},
     notifications::deliver::Deliver,
     payments::{
-        jobs::{CancelPayment, Refund},
+        jobs::{CancelPayment, start_refund},
         model::payment::PaymentStatus,
         queries as payments,
     },
@@ -328,8 +328,7 @@ async fn settle_payment(
     };
     match payment.status {
         PaymentStatus::Succeeded => {
-            payments::open_refund(&**txn, &payment, change.reason.clone()).await?;
-            jobs::enqueue(txn, NewJob::of(&Refund { order_id: order.id })).await?;
+            start_refund(txn, &payment, change.reason.clone()).await?;
             Ok(Some(PaymentAction::Refund))
         }
         PaymentStatus::Refunded | PaymentStatus::Canceled => Ok(None),

@@ -12,13 +12,12 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, se
 use uuid::Uuid;
 
 use super::{
-    jobs::Refund,
+    jobs::start_refund,
     model::payment::{self, Entity as Payments, PaymentStatus},
     queries::{self as payments, UNSETTLED},
 };
 use crate::{
     db::WriteTxn,
-    jobs::{self, NewJob},
     orders::{
         model::order::Entity as Orders,
         status::OrderStatus,
@@ -144,14 +143,7 @@ async fn remember_intent(txn: &WriteTxn, payment_id: Uuid, intent_id: &str) -> R
 /// A payment that succeeded on a canceled order goes back to the customer.
 async fn refund_late_payment(txn: &WriteTxn, payment: &payment::Model) -> Result<(), DbErr> {
     let reason = Some("payment_after_cancellation".to_owned());
-    payments::open_refund(&**txn, payment, reason).await?;
-    jobs::enqueue(
-        txn,
-        NewJob::of(&Refund {
-            order_id: payment.order_id,
-        }),
-    )
-    .await?;
+    start_refund(txn, payment, reason).await?;
     tracing::info!(order.id = %payment.order_id, "payment landed on a canceled order; refunding it");
     Ok(())
 }

@@ -8,18 +8,22 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
     events::{IntentOutcome, apply_intent_outcome},
     gateway::{GatewayError, IntentStatus, RefundRequest},
-    model::{payment::PaymentStatus, refund::RefundStatus},
+    model::{
+        payment::{self, PaymentStatus},
+        refund::RefundStatus,
+    },
     queries::{self as payments, UNSETTLED},
 };
 use crate::{
-    jobs::{Job, JobContext, JobError, JobOptions, Queue},
+    db::WriteTxn,
+    jobs::{self, Job, JobContext, JobError, JobOptions, NewJob, Queue},
     orders::{
         self,
         model::order::{self, Entity as Orders},
@@ -104,8 +108,28 @@ impl Job for CancelPayment {
     }
 }
 
+/// Decides, in `txn`, to refund `payment` in full: opens its refund record
+/// and enqueues the [`Refund`] job that asks the provider after the commit.
+/// The one way a refund starts (a staff refund or cancel of a paid order,
+/// a payment that lands on a canceled order).
+pub async fn start_refund(
+    txn: &WriteTxn,
+    payment: &payment::Model,
+    reason: Option<String>,
+) -> Result<(), DbErr> {
+    payments::open_refund(&**txn, payment, reason).await?;
+    jobs::enqueue(
+        txn,
+        NewJob::of(&Refund {
+            order_id: payment.order_id,
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Refunds an order's payment in full: the refund record was opened by
-/// the transition or event that decided it.
+/// [`start_refund`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Refund {
@@ -171,7 +195,7 @@ impl Job for Refund {
             Ok(provider_refund) => provider_refund,
             Err(e @ (GatewayError::Declined(_) | GatewayError::Refused(_))) => {
                 let txn = ctx.db.begin_write().await?;
-                payments::sync_refund(&*txn, refund.id, None, RefundStatus::Failed).await?;
+                payments::sync_refund(&*txn, &refund, None, RefundStatus::Failed).await?;
                 txn.commit().await?;
                 return Err(e.into());
             }
@@ -179,16 +203,7 @@ impl Job for Refund {
         };
         let status = RefundStatus::from(provider_refund.status);
         let txn = ctx.db.begin_write().await?;
-        payments::sync_refund(&*txn, refund.id, Some(&provider_refund.id), status).await?;
-        if status == RefundStatus::Succeeded {
-            payments::set_payment_status(
-                &*txn,
-                payment.id,
-                &[PaymentStatus::Succeeded],
-                PaymentStatus::Refunded,
-            )
-            .await?;
-        }
+        payments::sync_refund(&*txn, &refund, Some(&provider_refund.id), status).await?;
         txn.commit().await?;
         tracing::info!(order.id = %self.order_id, refund.status = ?status, "refund recorded");
         Ok(())

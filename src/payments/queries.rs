@@ -169,11 +169,13 @@ pub async fn open_refund<C: ConnectionTrait>(
 }
 
 /// Records the provider's answer about a refund (`provider_refund_id` when
-/// the provider made one: a declined request has none). A refund that
-/// succeeded stays succeeded whatever arrives later.
+/// the provider made one: a declined request has none), and a refund that
+/// succeeded makes its payment `refunded`. A refund that succeeded stays
+/// succeeded whatever arrives later. The one place for both the refund
+/// job's answer and the provider's refund events.
 pub async fn sync_refund<C: ConnectionTrait>(
     conn: &C,
-    refund_id: Uuid,
+    refund: &refund::Model,
     provider_refund_id: Option<&str>,
     status: RefundStatus,
 ) -> Result<(), DbErr> {
@@ -187,10 +189,19 @@ pub async fn sync_refund<C: ConnectionTrait>(
         );
     }
     update
-        .filter(refund::Column::Id.eq(refund_id))
+        .filter(refund::Column::Id.eq(refund.id))
         .filter(refund::Column::Status.ne(RefundStatus::Succeeded))
         .exec(conn)
         .await?;
+    if status == RefundStatus::Succeeded {
+        set_payment_status(
+            conn,
+            refund.payment_id,
+            &[PaymentStatus::Succeeded],
+            PaymentStatus::Refunded,
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::{
     events::{self, IntentOutcome, apply_intent_outcome},
-    model::{payment::PaymentStatus, refund::RefundStatus},
+    model::refund::RefundStatus,
     queries as payments,
     signature::{self, TOLERANCE_SECONDS},
 };
@@ -188,15 +188,5 @@ async fn sync_refund(txn: &WriteTxn, object: &serde_json::Value) -> Result<(), s
         return Ok(());
     };
     let status = RefundStatus::from(super::gateway::ProviderRefundStatus::from_stripe(status));
-    payments::sync_refund(&**txn, refund.id, Some(refund_id), status).await?;
-    if status == RefundStatus::Succeeded {
-        payments::set_payment_status(
-            &**txn,
-            refund.payment_id,
-            &[PaymentStatus::Succeeded],
-            PaymentStatus::Refunded,
-        )
-        .await?;
-    }
-    Ok(())
+    payments::sync_refund(&**txn, &refund, Some(refund_id), status).await
 }
