@@ -63,8 +63,10 @@ pub fn new_id() -> Uuid {
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Connections of the PostgreSQL pool for unflushed commits (job
-/// completions, written by one task per worker pool).
-const UNFLUSHED_CONNECTIONS: u32 = 2;
+/// completions, written by one task per worker pool, and job handlers'
+/// writes that may be lost with their job's success, such as
+/// `notification.deliver`).
+const UNFLUSHED_CONNECTIONS: u32 = 4;
 
 /// A pool of connections to SQLite or PostgreSQL.
 #[derive(Clone, Debug)]

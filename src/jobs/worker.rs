@@ -91,6 +91,12 @@ pub struct WorkerPool {
     /// Told to stop once the handlers are done; flushes what it holds first.
     stop_completing: CancellationToken,
     completer: JoinHandle<()>,
+    /// Renews the leases of running jobs until shutdown has drained or
+    /// handed back every one of them (it outlives the fetch loops, so a
+    /// `JOB_SHUTDOWN_GRACE` longer than `JOB_LEASE` cannot let the rescuer
+    /// of another process take a job that is still draining here).
+    stop_heartbeat: CancellationToken,
+    heartbeat: JoinHandle<()>,
 }
 
 impl WorkerPool {
@@ -114,6 +120,8 @@ impl WorkerPool {
             completions,
             in_flight: Mutex::default(),
         });
+        let stop_heartbeat = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat_loop(Arc::clone(&shared), stop_heartbeat.clone()));
         let pool = Self {
             shared,
             stop_claiming: CancellationToken::new(),
@@ -121,6 +129,8 @@ impl WorkerPool {
             handlers: TaskTracker::new(),
             stop_completing,
             completer,
+            stop_heartbeat,
+            heartbeat,
         };
         for (queue, concurrency) in &pool.shared.settings.concurrency {
             if *concurrency > 0 {
@@ -133,10 +143,6 @@ impl WorkerPool {
                 ));
             }
         }
-        pool.loops.spawn(heartbeat_loop(
-            Arc::clone(&pool.shared),
-            pool.stop_claiming.clone(),
-        ));
         pool.loops.spawn(rescue_loop(
             Arc::clone(&pool.shared),
             pool.stop_claiming.clone(),
@@ -190,6 +196,10 @@ impl WorkerPool {
                     tracing::error!(error = %e, "could not hand back running jobs; their leases will expire")
                 }
             }
+        }
+        self.stop_heartbeat.cancel();
+        if let Err(e) = self.heartbeat.await {
+            tracing::error!(error = %e, "the lease heartbeat failed");
         }
         tracing::info!(worker.id = %self.shared.owner, "job workers stopped");
     }
@@ -564,7 +574,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let every = shared.settings.lease / 3;
     loop {
         tokio::select! {
-            // Keeps beating while handlers drain, until the pool is dropped.
+            // Until shutdown has drained or handed back every running job.
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }

@@ -49,11 +49,15 @@ impl Job for Deliver {
         insert.returning(
             Query::returning().columns([notification::Column::Id, notification::Column::UserId]),
         );
-        // One statement records and announces: no transaction to open.
+        // One statement records and announces: no transaction to open. Its
+        // commit need not wait for the WAL flush: the job's success is
+        // written after it, so a server crash that loses this commit loses
+        // the success too (WAL is replayed in order) and the job runs again,
+        // recording the same row (its id is the job's).
         let statement = hub::announcing(ctx.db.backend().build(&insert));
         let inserted = !ctx
             .db
-            .single_write()
+            .single_write_unflushed()
             .await?
             .query_all_raw(statement)
             .await?

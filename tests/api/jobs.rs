@@ -689,6 +689,33 @@ async fn shutdown_drains_running_jobs_and_loses_none() {
 }
 
 #[tokio::test]
+async fn a_job_draining_at_shutdown_past_its_lease_keeps_it_and_runs_once() {
+    // The grace period is longer than the lease: the draining pool must
+    // keep renewing the lease, or another pool's rescuer takes the job
+    // while it still runs here and it runs twice.
+    let app = spawn_app_with(&[
+        ("JOB_LEASE", "1s"),
+        ("JOB_POLL_INTERVAL", "200ms"),
+        ("JOB_SHUTDOWN_GRACE", "10s"),
+    ])
+    .await;
+    let db = &app.state.db;
+    let [id] = enqueue_probes(db, 1, 3_000).await[..] else {
+        panic!("one probe");
+    };
+    let draining = start_pool(&app, 1);
+    wait_for_state(db, id, JobState::Running).await;
+    let other = start_pool(&app, 1);
+    draining.shutdown().await;
+    let done = wait_for_state(db, id, JobState::Succeeded).await;
+    other.shutdown().await;
+
+    assert_eq!(done.attempt, 1, "never rescued while it drained");
+    let runs = diagnostics::runs_per_job(db.conn()).await.unwrap();
+    assert_eq!(runs.get(&id), Some(&1), "ran once");
+}
+
+#[tokio::test]
 async fn a_job_carries_the_correlation_id_of_the_request_that_caused_it() {
     let app = spawn_app_with(&fast_jobs()).await;
     let id = dispatch::telemetry::CORRELATION_ID
