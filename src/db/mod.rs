@@ -16,6 +16,7 @@
 //! permit is taken before a pooled connection, so a task holding a connection
 //! never waits for the permit and the pool cannot deadlock.
 
+pub mod listen;
 pub mod migrations;
 
 use std::{
@@ -80,6 +81,8 @@ pub struct Database {
     /// Fired after a write transaction that asked for it commits (job
     /// workers of this process wait on them).
     committed: Arc<CommitSignals>,
+    /// PostgreSQL channels this process listens to ([`Database::listen`]).
+    channels: Arc<listen::Channels>,
 }
 
 /// How many independent commit signals a database offers: topics are
@@ -202,6 +205,7 @@ impl Database {
                 writer: None,
                 unflushed: Some(unflushed),
                 committed: Arc::default(),
+                channels: Arc::default(),
             })
         }
     }
@@ -236,6 +240,7 @@ impl Database {
             writer: Some(Arc::new(Semaphore::new(1))),
             unflushed: None,
             committed: Arc::default(),
+            channels: Arc::default(),
         })
     }
 

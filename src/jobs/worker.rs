@@ -656,35 +656,22 @@ fn wake(db: &Database, queues: &[Queue]) {
 /// Turns PostgreSQL notifications from any process's commits (this one's
 /// included) into wake-ups of the queue each names.
 async fn listen_loop(db: Database, stop: CancellationToken) {
-    use sea_orm::sqlx::postgres::PgListener;
+    use crate::db::listen::Heard;
+    let Some(mut subscription) = db.listen(super::NOTIFY_CHANNEL).await else {
+        return;
+    };
     loop {
-        let pool = db.conn().get_postgres_connection_pool().clone();
-        let listener = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(super::NOTIFY_CHANNEL).await?;
-            // Anything committed while we were not listening is picked up now.
-            wake(&db, &Queue::ALL);
-            loop {
-                let notification = listener.recv().await?;
-                match Queue::parse(notification.payload()) {
-                    Some(queue) => wake(&db, &[queue]),
-                    None => wake(&db, &Queue::ALL),
-                }
-            }
-            #[expect(unreachable_code, reason = "gives the async block its error type")]
-            Ok::<(), sea_orm::sqlx::Error>(())
+        let heard = tokio::select! {
+            _ = stop.cancelled() => return,
+            heard = subscription.recv() => heard,
         };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            result = listener => {
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "job notification listener lost; reconnecting");
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        match heard {
+            Heard::Payload(payload) => match Queue::parse(&payload) {
+                Some(queue) => wake(&db, &[queue]),
+                None => wake(&db, &Queue::ALL),
+            },
+            // Anything committed while nobody listened is picked up now.
+            Heard::Listening => wake(&db, &Queue::ALL),
         }
     }
 }

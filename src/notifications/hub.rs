@@ -94,40 +94,24 @@ fn parse(payload: &str) -> Option<Published> {
     })
 }
 
-/// PostgreSQL: forwards the channel to this process's hub until `stop`,
-/// reconnecting after errors. Streams that were connected while the
-/// listener was down catch up on their own (they re-read the database when
-/// they reconnect or lag).
+/// PostgreSQL: forwards the channel to this process's hub until `stop`
+/// (through the process's one listening connection, [`Database::listen`]).
+/// Streams connected while the connection was down catch up on their own
+/// (they re-read the database when they reconnect or lag).
 pub async fn listen(db: Database, hub: NotificationHub, stop: CancellationToken) {
-    use sea_orm::sqlx::postgres::PgListener;
-    if !db.is_postgres() {
+    use crate::db::listen::Heard;
+    let Some(mut subscription) = db.listen(CHANNEL).await else {
         return;
-    }
+    };
     loop {
-        let pool = db.conn().get_postgres_connection_pool().clone();
-        let forward = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(CHANNEL).await?;
-            loop {
-                let notification = listener.recv().await?;
-                if let Some(published) = parse(notification.payload()) {
-                    hub.publish(published);
-                }
-            }
-            #[expect(unreachable_code, reason = "gives the async block its error type")]
-            Ok::<(), sea_orm::sqlx::Error>(())
+        let heard = tokio::select! {
+            () = stop.cancelled() => return,
+            heard = subscription.recv() => heard,
         };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            result = forward => {
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "notification listener lost; reconnecting");
-                }
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        if let Heard::Payload(payload) = heard
+            && let Some(published) = parse(&payload)
+        {
+            hub.publish(published);
         }
     }
 }

@@ -18,6 +18,7 @@ mod catalog;
 mod dashboard;
 mod idempotency;
 mod jobs;
+mod listen;
 mod notifications;
 mod order_crashes;
 mod order_races;
