@@ -141,6 +141,24 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Performs the work. Must be idempotent: it may run more than once.
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError>;
 
+    /// Whether the pool may hand several claimed jobs of this kind to
+    /// [`Job::run_batch`] at once (a kind whose jobs each write one row can
+    /// write them with one statement).
+    const BATCHED: bool = false;
+
+    /// Performs several jobs of this kind, each with its own context; one
+    /// outcome per job, in order. By default one after the other.
+    async fn run_batch(batch: &[(Self, JobContext)]) -> Vec<Result<(), JobError>>
+    where
+        Self: Sized,
+    {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (job, ctx) in batch {
+            outcomes.push(job.run(ctx).await);
+        }
+        outcomes
+    }
+
     /// Enqueued, in the same transaction, when this job fails for good.
     fn compensation(&self) -> Option<NewJob> {
         None

@@ -71,6 +71,11 @@ pub struct JobContext {
 #[async_trait]
 trait ErasedJob: Send + Sync {
     async fn run(&self, payload: &serde_json::Value, ctx: &JobContext) -> Result<(), JobError>;
+    async fn run_batch(
+        &self,
+        batch: Vec<(&serde_json::Value, JobContext)>,
+    ) -> Vec<Result<(), JobError>>;
+    fn batched(&self) -> bool;
     fn compensation(&self, payload: &serde_json::Value) -> Option<NewJob>;
     fn options(&self) -> JobOptions;
 }
@@ -83,6 +88,44 @@ impl<J: Job> ErasedJob for Typed<J> {
         let job: J = serde_json::from_value(payload.clone())
             .map_err(|e| JobError::permanent(format!("payload does not match {}: {e}", J::KIND)))?;
         job.run(ctx).await
+    }
+
+    async fn run_batch(
+        &self,
+        batch: Vec<(&serde_json::Value, JobContext)>,
+    ) -> Vec<Result<(), JobError>> {
+        // Payloads that do not parse fail on their own; the rest run together.
+        let mut outcomes: Vec<Option<Result<(), JobError>>> = Vec::with_capacity(batch.len());
+        let mut parsed = Vec::with_capacity(batch.len());
+        for (payload, ctx) in batch {
+            match serde_json::from_value::<J>(payload.clone()) {
+                Ok(job) => {
+                    outcomes.push(None);
+                    parsed.push((job, ctx));
+                }
+                Err(e) => outcomes.push(Some(Err(JobError::permanent(format!(
+                    "payload does not match {}: {e}",
+                    J::KIND
+                ))))),
+            }
+        }
+        let mut ran = J::run_batch(&parsed).await.into_iter();
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    ran.next().unwrap_or_else(|| {
+                        Err(JobError::retryable(
+                            "the batch gave no outcome for this job",
+                        ))
+                    })
+                })
+            })
+            .collect()
+    }
+
+    fn batched(&self) -> bool {
+        J::BATCHED
     }
 
     fn compensation(&self, payload: &serde_json::Value) -> Option<NewJob> {
@@ -145,6 +188,30 @@ impl Registry {
             None => Err(JobError::permanent(format!(
                 "no handler for job kind {kind}"
             ))),
+        }
+    }
+
+    /// Whether `kind` runs claimed jobs in batches ([`Job::BATCHED`]).
+    pub fn batched(&self, kind: &str) -> bool {
+        self.kinds.get(kind).is_some_and(|h| h.batched())
+    }
+
+    /// Runs several jobs of `kind` at once; one outcome per job, in order.
+    pub async fn run_batch(
+        &self,
+        kind: &str,
+        batch: Vec<(&serde_json::Value, JobContext)>,
+    ) -> Vec<Result<(), JobError>> {
+        match self.kinds.get(kind) {
+            Some(handler) => handler.run_batch(batch).await,
+            None => batch
+                .iter()
+                .map(|_| {
+                    Err(JobError::permanent(format!(
+                        "no handler for job kind {kind}"
+                    )))
+                })
+                .collect(),
         }
     }
 

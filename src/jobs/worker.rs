@@ -312,8 +312,19 @@ async fn fetch_loop(
             .lock()
             .await
             .extend(claimed.iter().map(|job| (job.id, job.attempt)));
+        let mut batches: HashMap<String, Vec<(job::Model, OwnedSemaphorePermit)>> = HashMap::new();
         for (job, permit) in claimed.into_iter().zip(permits.drain(..)) {
-            handlers.spawn(run_job(Arc::clone(&shared), job, permit));
+            if shared.registry.batched(&job.kind) {
+                batches
+                    .entry(job.kind.clone())
+                    .or_default()
+                    .push((job, permit));
+            } else {
+                handlers.spawn(run_job(Arc::clone(&shared), job, permit));
+            }
+        }
+        for batch in batches.into_values() {
+            handlers.spawn(run_batch(Arc::clone(&shared), batch));
         }
         drop(permits);
         if more_waiting {
@@ -351,7 +362,8 @@ async fn until_next_due(shared: &Shared, queue: Queue, known: store::NextDue) ->
     }
 }
 
-async fn run_job(shared: Arc<Shared>, job: job::Model, slot: OwnedSemaphorePermit) {
+/// A claimed job's span, correlation id and metric labels; counts its start.
+fn begin(job: &job::Model) -> (tracing::Span, Arc<str>, [(&'static str, String); 2]) {
     let correlation_id: Arc<str> = Arc::from(
         job.correlation_id
             .clone()
@@ -372,27 +384,87 @@ async fn run_job(shared: Arc<Shared>, job: job::Model, slot: OwnedSemaphorePermi
         metrics::histogram!("job_enqueue_to_start_seconds", &labels[1..])
             .record(waited.as_secs_f64());
     }
+    (span, correlation_id, labels)
+}
+
+/// Runs `attempt` under the kind's timeout, turning a timeout or a panic into
+/// a retryable error for each of the `jobs` it covers.
+async fn guarded<F>(attempt: F, timeout: Duration, jobs: usize) -> Vec<Result<(), JobError>>
+where
+    F: std::future::Future<Output = Vec<Result<(), JobError>>>,
+{
+    let failed = |why: String| {
+        (0..jobs)
+            .map(|_| Err(JobError::retryable(why.clone())))
+            .collect()
+    };
+    match AssertUnwindSafe(tokio::time::timeout(timeout, attempt))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(outcomes)) => outcomes,
+        Ok(Err(_)) => failed(format!("timed out after {timeout:?}")),
+        Err(_) => failed("the handler panicked".to_owned()),
+    }
+}
+
+async fn run_job(shared: Arc<Shared>, job: job::Model, slot: OwnedSemaphorePermit) {
+    let (span, correlation_id, labels) = begin(&job);
     let work = async {
         let options = shared.registry.options(&job.kind);
         let ctx = shared.services.context(job.id, job.attempt, shared.owner);
-        let attempt = tokio::time::timeout(
-            options.timeout,
-            shared.registry.run(&job.kind, &job.payload, &ctx),
-        );
-        let outcome = match AssertUnwindSafe(attempt).catch_unwind().await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(JobError::retryable(format!(
-                "timed out after {:?}",
-                options.timeout
-            ))),
-            Err(_) => Err(JobError::retryable("the handler panicked")),
-        };
+        let attempt = async { vec![shared.registry.run(&job.kind, &job.payload, &ctx).await] };
+        let outcome = guarded(attempt, options.timeout, 1)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(JobError::retryable("the handler gave no outcome")));
         finish(&shared, &job, outcome, &labels, slot).await;
         shared.in_flight.lock().await.remove(&(job.id, job.attempt));
     };
     crate::telemetry::CORRELATION_ID
         .scope(correlation_id, work.instrument(span))
         .await;
+}
+
+/// Claimed jobs of one batched kind ([`super::Job::BATCHED`]): one call to
+/// the kind's `run_batch`, then each job's outcome recorded in its own span,
+/// exactly as [`run_job`] records one.
+async fn run_batch(shared: Arc<Shared>, batch: Vec<(job::Model, OwnedSemaphorePermit)>) {
+    let Some(kind) = batch.first().map(|(job, _)| job.kind.clone()) else {
+        return;
+    };
+    let started: Vec<_> = batch.iter().map(|(job, _)| begin(job)).collect();
+    let options = shared.registry.options(&kind);
+    let inputs = batch
+        .iter()
+        .map(|(job, _)| {
+            let ctx = shared.services.context(job.id, job.attempt, shared.owner);
+            (&job.payload, ctx)
+        })
+        .collect();
+    let outcomes = guarded(
+        shared.registry.run_batch(&kind, inputs),
+        options.timeout,
+        batch.len(),
+    )
+    .await;
+    let mut outcomes = outcomes.into_iter();
+    let finishing =
+        batch
+            .into_iter()
+            .zip(started)
+            .map(|((job, slot), (span, correlation_id, labels))| {
+                let outcome = outcomes
+                    .next()
+                    .unwrap_or_else(|| Err(JobError::retryable("the batch gave no outcome")));
+                let shared = Arc::clone(&shared);
+                let work = async move {
+                    finish(&shared, &job, outcome, &labels, slot).await;
+                    shared.in_flight.lock().await.remove(&(job.id, job.attempt));
+                };
+                crate::telemetry::CORRELATION_ID.scope(correlation_id, work.instrument(span))
+            });
+    futures::future::join_all(finishing).await;
 }
 
 /// Records the attempt's outcome under the lease's fence. A success goes to

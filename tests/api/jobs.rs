@@ -716,6 +716,71 @@ async fn a_job_draining_at_shutdown_past_its_lease_keeps_it_and_runs_once() {
 }
 
 #[tokio::test]
+async fn notifications_claimed_together_are_recorded_once_each_by_one_batch() {
+    use dispatch::notifications::{deliver::Deliver, notification};
+    let app = spawn_app_with(&fast_jobs()).await;
+    let db = &app.state.db;
+    let user = app.register_user().await;
+    let deliveries = (0..50).map(|n| {
+        NewJob::of(&Deliver {
+            user_id: user.id,
+            event: "order.created".into(),
+            data: serde_json::json!({"n": n}),
+        })
+    });
+    let txn = db.begin_write().await.unwrap();
+    let ids: Vec<Uuid> = jobs::enqueue_many(&txn, deliveries)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| match e {
+            Enqueued::Inserted(id) => id,
+            Enqueued::Duplicate => panic!("no unique key"),
+        })
+        .collect();
+    txn.commit().await.unwrap();
+
+    // Enqueued before the pool starts, so its first claim takes many.
+    let pool = start_pool(&app, 16);
+    for id in &ids {
+        wait_for_state(db, *id, JobState::Succeeded).await;
+    }
+    pool.shutdown().await;
+    let recorded = notification::Entity::find()
+        .filter(notification::Column::UserId.eq(user.id))
+        .all(db.conn())
+        .await
+        .unwrap();
+    // The registration's own notification may be there too.
+    let mut batch: Vec<Uuid> = recorded
+        .iter()
+        .filter(|n| n.event == "order.created")
+        .map(|n| n.id)
+        .collect();
+    batch.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(
+        batch, expected,
+        "one notification per job, its id the job's"
+    );
+    for id in &ids {
+        assert_eq!(job(db, *id).await.attempt, 1);
+    }
+    let claims: std::collections::HashSet<_> = {
+        let mut started = Vec::new();
+        for id in &ids {
+            started.push(job(db, *id).await.started_at);
+        }
+        started.into_iter().collect()
+    };
+    assert!(
+        claims.len() < ids.len(),
+        "some jobs were claimed together (one claim, one started_at)"
+    );
+}
+
+#[tokio::test]
 async fn a_job_carries_the_correlation_id_of_the_request_that_caused_it() {
     let app = spawn_app_with(&fast_jobs()).await;
     let id = dispatch::telemetry::CORRELATION_ID
