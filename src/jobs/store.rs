@@ -99,13 +99,18 @@ pub async fn promote_scheduled(db: &Database) -> Result<Vec<Queue>, DbErr> {
     }
     if !db.is_postgres() {
         // Committed already (one statement); SQLite has no notifications.
-        for queue in &queues {
-            db.commit_signals()
-                .topic(queue.commit_topic())
-                .notify_waiters();
-        }
+        wake(db, &queues);
     }
     Ok(queues)
+}
+
+/// Wakes this process's fetch loops of `queues`.
+pub(crate) fn wake(db: &Database, queues: &[Queue]) {
+    for queue in queues {
+        db.commit_signals()
+            .topic(queue.commit_topic())
+            .notify_waiters();
+    }
 }
 
 /// Whether an operator paused `queue`.

@@ -716,15 +716,6 @@ async fn rescue_expired(shared: &Shared) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Wakes the fetch loops of `queues`.
-fn wake(db: &Database, queues: &[Queue]) {
-    for queue in queues {
-        db.commit_signals()
-            .topic(queue.commit_topic())
-            .notify_waiters();
-    }
-}
-
 /// Turns PostgreSQL notifications from any process's commits (this one's
 /// included) into wake-ups of the queue each names.
 async fn listen_loop(db: Database, stop: CancellationToken) {
@@ -739,11 +730,11 @@ async fn listen_loop(db: Database, stop: CancellationToken) {
         };
         match heard {
             Heard::Payload(payload) => match Queue::parse(&payload) {
-                Some(queue) => wake(&db, &[queue]),
-                None => wake(&db, &Queue::ALL),
+                Some(queue) => store::wake(&db, &[queue]),
+                None => store::wake(&db, &Queue::ALL),
             },
             // Anything committed while nobody listened is picked up now.
-            Heard::Listening => wake(&db, &Queue::ALL),
+            Heard::Listening => store::wake(&db, &Queue::ALL),
         }
     }
 }
