@@ -6,8 +6,10 @@
 -- `BENCH_LOG_STATEMENTS=1` (log_statement = 'all'); only the values differ:
 -- ids come from `bench_id(kind, run, client, n)` (created by the bench)
 -- instead of fresh UUIDv7s, timestamps from now() instead of parameters.
--- What pgbench cannot send: the PaymentIntent call. (The pool pings a
--- connection only after it idled a second, which never happens under load.)
+-- What pgbench cannot send: the PaymentIntent call, and the round trip
+-- (a bare Sync) with which sqlx tests every connection returned to its pool,
+-- one per statement or transaction the service sends on its own (2 per
+-- order); libpq has no pool, so the ceiling does not pay them.
 --
 -- Variables from the bench: run, seq (0), span (items per third of the
 -- catalogue), users. Items are bench_id(10, 0, 0, n), users bench_id(11, 0, 0, n).
@@ -22,12 +24,12 @@
 \set q2 random(1, 3)
 \set q3 random(1, 3)
 
--- 1. Claim the idempotency key: one statement, committed on its own.
-INSERT INTO "idempotency_records" ("id", "scope", "key", "fingerprint", "state", "lease_token", "locked_until", "response_status", "response_body", "resource_id", "created_at", "expires_at") VALUES (bench_id(1, :run, :client_id, :seq), bench_id(11, 0, 0, :u)::text || ' POST /api/v1/orders', 'pgbench-' || :run::text || '-' || :client_id::text || '-' || :seq::text, 'a4c56dbe8b649feea617c395a71bbcc6c972877a29fd31f013a471eb9e9e858f', 'in_flight', bench_id(2, :run, :client_id, :seq), now() + interval '60 seconds', NULL, NULL, NULL, now(), now() + interval '1 day') ON CONFLICT ("scope", "key") DO NOTHING;
-
--- 2. Reserve: stock in item-id order, order, lines, payment, timeline,
---    expiry job, recovery point.
+-- 1. Claim the key and reserve, in one transaction: the key (a new one:
+--    one INSERT … ON CONFLICT DO NOTHING), stock in item-id order, order,
+--    lines, payment, timeline, expiry job, recovery point; read the
+--    customer's Stripe id.
 BEGIN;
+INSERT INTO "idempotency_records" ("id", "scope", "key", "fingerprint", "state", "lease_token", "locked_until", "response_status", "response_body", "resource_id", "created_at", "expires_at") VALUES (bench_id(1, :run, :client_id, :seq), bench_id(11, 0, 0, :u)::text || ' POST /api/v1/orders', 'pgbench-' || :run::text || '-' || :client_id::text || '-' || :seq::text, 'a4c56dbe8b649feea617c395a71bbcc6c972877a29fd31f013a471eb9e9e858f', 'in_flight', bench_id(2, :run, :client_id, :seq), now() + interval '60 seconds', NULL, NULL, NULL, now(), now() + interval '1 day') ON CONFLICT ("scope", "key") DO NOTHING;
 UPDATE "items" SET "stock" = "stock" - :q1, "updated_at" = now() WHERE "items"."id" = bench_id(10, 0, 0, :i1) AND "items"."deleted_at" IS NULL AND "items"."stock" >= :q1 RETURNING "id", "name", "name_search", "description", "price", "currency", "stock", "price_payment_id", "created_at", "updated_at", "deleted_at" \gset l1_
 \set lt1 :l1_price * :q1
 \set total :lt1
@@ -53,13 +55,12 @@ INSERT INTO "payments" ("id", "order_id", "provider", "provider_payment_id", "cl
 INSERT INTO "order_events" ("id", "order_id", "from_status", "to_status", "actor", "reason", "at") VALUES (bench_id(8, :run, :client_id, :seq), bench_id(3, :run, :client_id, :seq), NULL, 'PENDING', bench_id(11, 0, 0, :u)::text, NULL, now());
 WITH inserted AS (INSERT INTO "jobs" ("id", "queue", "kind", "payload", "state", "priority", "attempt", "max_attempts", "run_at", "lease_owner", "lease_expires_at", "last_error", "errors", "correlation_id", "unique_key", "created_at", "updated_at", "started_at", "finished_at") VALUES (bench_id(9, :run, :client_id, :seq), 'orders', 'order.expire', jsonb_build_object('orderId', bench_id(3, :run, :client_id, :seq)), 'scheduled', 0, 0, 3, now() + interval '30 minutes', NULL, NULL, NULL, '[]', bench_id(12, :run, :client_id, :seq)::text, 'order.expire:' || bench_id(3, :run, :client_id, :seq)::text, now(), now(), NULL, NULL) ON CONFLICT DO NOTHING RETURNING "id", "queue", "state") SELECT inserted.id, CASE WHEN inserted.state = 'available' THEN pg_notify('dispatch_jobs', inserted.queue) END AS notified FROM inserted;
 UPDATE "idempotency_records" SET "resource_id" = bench_id(3, :run, :client_id, :seq) WHERE "idempotency_records"."id" = bench_id(1, :run, :client_id, :seq) AND "idempotency_records"."lease_token" = bench_id(2, :run, :client_id, :seq) AND "idempotency_records"."state" = 'in_flight';
+SELECT "users"."stripe_customer_id" FROM "users" WHERE "users"."id" = bench_id(11, 0, 0, :u) LIMIT 1;
 COMMIT;
 
--- Read outside a transaction: the customer (Stripe customer id). The
--- PaymentIntent call happens here.
-SELECT "users"."id", "users"."name", "users"."name_search", "users"."email", "users"."password_hash", "users"."role", "users"."language", "users"."stripe_customer_id", "users"."created_at", "users"."updated_at", "users"."deleted_at" FROM "users" WHERE "users"."id" = bench_id(11, 0, 0, :u) LIMIT 1;
+-- The PaymentIntent call happens here.
 
--- 3. Attach the PaymentIntent, notify order.created, complete the key with
+-- 2. Attach the PaymentIntent, notify order.created, complete the key with
 --    the response (about 1 KB of JSON).
 BEGIN;
 UPDATE "payments" SET "provider_payment_id" = 'pi_sim_' || bench_id(7, :run, :client_id, :seq)::text, "client_secret" = 'pi_sim_' || bench_id(7, :run, :client_id, :seq)::text || '_secret_0123456789abcdef0123456789abcdef', "status" = 'requires_payment', "updated_at" = now() WHERE "payments"."order_id" = bench_id(3, :run, :client_id, :seq) AND "payments"."provider_payment_id" IS NULL RETURNING "id", "order_id", "provider", "provider_payment_id", "client_secret", "amount", "currency", "status", "created_at", "updated_at";

@@ -164,6 +164,12 @@ impl WriteTxn {
         Ok(())
     }
 
+    /// Ends the transaction without writing anything (dropping it does the
+    /// same, but sends the `ROLLBACK` only with the connection's next use).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+
     /// Asks for the database's commit signal of `topic` to fire if, and only
     /// if, this transaction commits (used to wake the job workers of one
     /// queue without waking them for work that rolls back).

@@ -144,40 +144,11 @@ pub async fn claim(
     // expiry, a release, a takeover) that moved the record on.
     for _ in 0..4 {
         let now = crate::db::now();
-        let lease_token = crate::db::new_id();
-        let locked_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-        let record_id = crate::db::new_id();
         // The usual case, a new key, is this one statement, committed on its
         // own; only a key seen before needs the transaction below.
-        let inserted = Records::insert(record::ActiveModel {
-            id: Set(record_id),
-            scope: Set(scope.clone()),
-            key: Set(key.key.clone()),
-            fingerprint: Set(fingerprint.to_owned()),
-            state: Set(RecordState::InFlight),
-            lease_token: Set(Some(lease_token)),
-            locked_until: Set(Some(locked_until)),
-            response_status: Set(None),
-            response_body: Set(None),
-            resource_id: Set(None),
-            created_at: Set(now),
-            expires_at: Set(now + chrono::Duration::from_std(RETENTION).unwrap_or_default()),
-        })
-        .on_conflict(
-            OnConflict::columns([record::Column::Scope, record::Column::Key])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&*db.single_write().await?)
-        .await?;
-        if inserted == 1 {
-            return Ok(Claimed::Proceed(Claim {
-                record_id,
-                lease_token,
-                resource_id: None,
-                db: db.clone(),
-                committed: false,
-            }));
+        let fresh = NewRecord::new(&scope, key, fingerprint, lease);
+        if fresh.insert(&*db.single_write().await?).await? {
+            return Ok(Claimed::Proceed(fresh.into_claim(db, false)));
         }
         let txn = db.begin_write().await?;
         let Some(existing) = Records::find()
@@ -204,8 +175,8 @@ pub async fn claim(
             RecordState::InFlight => {
                 // The holder died or hung past its lease: take the key over.
                 let taken = Records::update_many()
-                    .col_expr(record::Column::LeaseToken, Expr::value(lease_token))
-                    .col_expr(record::Column::LockedUntil, Expr::value(locked_until))
+                    .col_expr(record::Column::LeaseToken, Expr::value(fresh.lease_token))
+                    .col_expr(record::Column::LockedUntil, Expr::value(fresh.locked_until))
                     .filter(record::Column::Id.eq(existing.id))
                     .filter(record::Column::State.eq(RecordState::InFlight))
                     .filter(record::Column::LeaseToken.eq(existing.lease_token))
@@ -215,7 +186,7 @@ pub async fn claim(
                 if taken.rows_affected == 1 {
                     return Ok(Claimed::Proceed(Claim {
                         record_id: existing.id,
-                        lease_token,
+                        lease_token: fresh.lease_token,
                         resource_id: existing.resource_id,
                         db: db.clone(),
                         committed: false,
@@ -225,6 +196,93 @@ pub async fn claim(
         }
     }
     Err(IdempotencyError::InFlight)
+}
+
+/// Claims a key seen for the first time inside `txn`, the transaction of the
+/// request's first effect, so that the key and the effect commit together
+/// and no statement of its own is needed. Answers `None` if the key exists
+/// (the caller rolls `txn` back and asks [`claim`], which knows what to do
+/// with an existing key). A concurrent request with the same key waits on
+/// the key's unique index until `txn` ends, then finds it in flight or
+/// finished; if `txn` rolls back, the key was never taken and nothing needs
+/// releasing.
+pub async fn claim_in<C: ConnectionTrait>(
+    txn: &C,
+    db: &Database,
+    key: &IdempotencyKey,
+    caller: Option<Uuid>,
+    fingerprint: &str,
+    lease: Duration,
+) -> Result<Option<Claim>, IdempotencyError> {
+    let scope = key.scope(caller);
+    let fresh = NewRecord::new(&scope, key, fingerprint, lease);
+    Ok(if fresh.insert(txn).await? {
+        Some(fresh.into_claim(db, true))
+    } else {
+        None
+    })
+}
+
+/// The record of a key claimed for the first time.
+struct NewRecord {
+    model: record::ActiveModel,
+    record_id: Uuid,
+    lease_token: Uuid,
+    locked_until: chrono::DateTime<chrono::Utc>,
+}
+
+impl NewRecord {
+    fn new(scope: &str, key: &IdempotencyKey, fingerprint: &str, lease: Duration) -> Self {
+        let now = crate::db::now();
+        let record_id = crate::db::new_id();
+        let lease_token = crate::db::new_id();
+        let locked_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let model = record::ActiveModel {
+            id: Set(record_id),
+            scope: Set(scope.to_owned()),
+            key: Set(key.key.clone()),
+            fingerprint: Set(fingerprint.to_owned()),
+            state: Set(RecordState::InFlight),
+            lease_token: Set(Some(lease_token)),
+            locked_until: Set(Some(locked_until)),
+            response_status: Set(None),
+            response_body: Set(None),
+            resource_id: Set(None),
+            created_at: Set(now),
+            expires_at: Set(now + chrono::Duration::from_std(RETENTION).unwrap_or_default()),
+        };
+        Self {
+            model,
+            record_id,
+            lease_token,
+            locked_until,
+        }
+    }
+
+    /// Inserts the record unless the key exists; true if it was inserted.
+    async fn insert<C: ConnectionTrait>(&self, conn: &C) -> Result<bool, sea_orm::DbErr> {
+        let inserted = Records::insert(self.model.clone())
+            .on_conflict(
+                OnConflict::columns([record::Column::Scope, record::Column::Key])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    /// `in_transaction`: inserted by a transaction not yet committed, whose
+    /// rollback also frees the key (so dropping the claim releases nothing).
+    fn into_claim(self, db: &Database, in_transaction: bool) -> Claim {
+        Claim {
+            record_id: self.record_id,
+            lease_token: self.lease_token,
+            resource_id: None,
+            db: db.clone(),
+            committed: in_transaction,
+        }
+    }
 }
 
 fn replay(record: &record::Model) -> Response {

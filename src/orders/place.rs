@@ -36,8 +36,9 @@ use super::{
 use crate::{
     auth::extract::AuthUser,
     catalog::queries as catalog,
+    db::WriteTxn,
     http::error::{ApiError, FieldIssue, FieldIssues},
-    idempotency::Claim,
+    idempotency::{self, Claim, Claimed, IdempotencyKey},
     jobs::{self, NewJob},
     payments::{
         gateway::{GatewayError, IntentRequest},
@@ -138,29 +139,43 @@ impl From<CheckoutError> for ApiError {
     }
 }
 
-/// Runs the checkout for a claimed key; answers 201 with the owner's view.
+/// Runs the checkout for `key`; answers 201 with the owner's view, or
+/// replays the key's stored answer.
 pub async fn place_order(
     state: &AppState,
     customer: &AuthUser,
-    mut claim: Claim,
+    key: &IdempotencyKey,
+    fingerprint: &str,
     request: PlaceOrderRequest,
 ) -> Result<Response, ApiError> {
-    let mut record = match claim.resource_id() {
-        // A retry after a crash: resume the order the first attempt made.
-        Some(order_id) => {
-            let Some(order) = queries::find(state.db.conn(), order_id).await? else {
-                return Err(ApiError::not_found());
-            };
-            queries::record(state.db.conn(), order).await?
-        }
-        // The order as just written: no need to read it back.
-        None => match reserve(state, customer.id, &mut claim, &request).await {
-            Ok(record) => record,
-            Err(e) => {
-                claim.abandon().await;
-                return Err(e);
-            }
+    let lease = state.config.idempotency_lease;
+    // The usual case, a key never seen: claimed by the reserve transaction
+    // itself (one statement fewer, and nothing to free if it rolls back).
+    let txn = state.db.begin_write().await?;
+    let (
+        claim,
+        Reserved {
+            mut record,
+            customer_id,
         },
+    ) = match idempotency::claim_in(&*txn, &state.db, key, Some(customer.id), fingerprint, lease)
+        .await?
+    {
+        Some(mut claim) => {
+            let reserved = reserve(state, txn, customer.id, &mut claim, &request).await?;
+            (claim, reserved)
+        }
+        None => {
+            txn.rollback().await?;
+            let claim =
+                match idempotency::claim(&state.db, key, Some(customer.id), fingerprint, lease)
+                    .await?
+                {
+                    Claimed::Replay(response) => return Ok(response),
+                    Claimed::Proceed(claim) => claim,
+                };
+            resume_or_reserve(state, customer, claim, &request).await?
+        }
     };
     let order_id = record.order.id;
     let needs_intent = record.order.status == OrderStatus::Pending
@@ -169,9 +184,6 @@ pub async fn place_order(
             .as_ref()
             .is_some_and(|p| p.provider_payment_id.is_none());
     if needs_intent {
-        let customer_id = users::find_any(state.db.conn(), customer.id)
-            .await?
-            .and_then(|u| u.stripe_customer_id);
         let request = IntentRequest {
             order_id,
             amount: record.order.total,
@@ -215,17 +227,61 @@ pub async fn place_order(
     Ok(response)
 }
 
-/// Step 1: stock, order, lines, payment, timeline, expiry, recovery point.
-/// Returns the order as written.
+/// A key seen before and claimed again: resume the order its earlier
+/// attempt made (after a crash), or start afresh (the earlier attempt failed
+/// and freed nothing, or its lease ran out before it reserved anything).
+async fn resume_or_reserve(
+    state: &AppState,
+    customer: &AuthUser,
+    mut claim: Claim,
+    request: &PlaceOrderRequest,
+) -> Result<(Claim, Reserved), ApiError> {
+    let reserved = match claim.resource_id() {
+        Some(order_id) => {
+            let Some(order) = queries::find(state.db.conn(), order_id).await? else {
+                return Err(ApiError::not_found());
+            };
+            Reserved {
+                record: queries::record(state.db.conn(), order).await?,
+                customer_id: users::stripe_customer_id(state.db.conn(), customer.id).await?,
+            }
+        }
+        None => {
+            let txn = state.db.begin_write().await?;
+            match reserve(state, txn, customer.id, &mut claim, request).await {
+                Ok(reserved) => reserved,
+                Err(e) => {
+                    claim.abandon().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    Ok((claim, reserved))
+}
+
+/// What step 2 needs: the order as written, and the customer to charge.
+struct Reserved {
+    record: OrderRecord,
+    customer_id: Option<String>,
+}
+
+/// Step 1: stock, order, lines, payment, timeline, expiry, recovery point;
+/// also reads the customer's Stripe id for step 2. Returns the order as
+/// written.
+///
+/// The read is inside the transaction only to save a pool checkout: sqlx
+/// tests every connection it gets back with a round trip of its own, so a
+/// statement sent on its own costs two round trips (benchmarks doc, Orders).
 async fn reserve(
     state: &AppState,
+    txn: WriteTxn,
     user_id: Uuid,
     claim: &mut Claim,
     request: &PlaceOrderRequest,
-) -> Result<OrderRecord, ApiError> {
+) -> Result<Reserved, ApiError> {
     let mut wanted: Vec<(usize, &OrderLineRequest)> = request.items.iter().enumerate().collect();
     wanted.sort_by_key(|(_, line)| line.item_id);
-    let txn = state.db.begin_write().await?;
     let mut lines = Vec::with_capacity(wanted.len());
     let mut total: i64 = 0;
     for (index, line) in wanted {
@@ -279,9 +335,13 @@ async fn reserve(
     .await?;
     jobs::enqueue(&txn, NewJob::of(&Expire { order_id }).at(expires_at)).await?;
     claim.checkpoint(&*txn, order_id).await?;
+    let customer_id = users::stripe_customer_id(&*txn, user_id).await?;
     txn.commit().await?;
     after_commit(&state.cache, true).await;
-    Ok(record)
+    Ok(Reserved {
+        record,
+        customer_id,
+    })
 }
 
 /// Why the stock of `item_id` could not be taken.

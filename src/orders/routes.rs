@@ -21,7 +21,7 @@ use crate::{
         extract::{ClientIp, Path, ValidJson, ValidQuery},
         pagination::{Page, PageRequest},
     },
-    idempotency::{self, Claimed, IdempotencyKey},
+    idempotency::IdempotencyKey,
     rate_limit::{Limit, check_ip_and_account},
     state::AppState,
 };
@@ -75,19 +75,7 @@ async fn create_order(
         Some(&account),
     )
     .await?;
-    let claim = match idempotency::claim(
-        &state.db,
-        &key,
-        Some(customer.id),
-        &fingerprint,
-        state.config.idempotency_lease,
-    )
-    .await?
-    {
-        Claimed::Replay(response) => return Ok(response),
-        Claimed::Proceed(claim) => claim,
-    };
-    place_order(&state, &customer, claim, body).await
+    place_order(&state, &customer, &key, &fingerprint, body).await
 }
 
 #[derive(Debug, Deserialize, Validate, IntoParams)]

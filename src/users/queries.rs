@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter, sea_query::Expr,
+    QueryFilter, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -36,6 +36,21 @@ pub async fn find_any<C: ConnectionTrait>(
     id: Uuid,
 ) -> Result<Option<user::Model>, DbErr> {
     Users::find_by_id(id).one(conn).await
+}
+
+/// The user's Stripe customer id, if any (deleted or not: the checkout of a
+/// user deleted meanwhile still needs an answer). One column, not the row.
+pub async fn stripe_customer_id<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+) -> Result<Option<String>, DbErr> {
+    Ok(Users::find_by_id(id)
+        .select_only()
+        .column(user::Column::StripeCustomerId)
+        .into_tuple::<Option<String>>()
+        .one(conn)
+        .await?
+        .flatten())
 }
 
 pub async fn find_live_by_email<C: ConnectionTrait>(

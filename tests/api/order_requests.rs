@@ -193,6 +193,37 @@ async fn an_order_beyond_the_stock_is_409_naming_the_item_in_the_callers_languag
 }
 
 #[tokio::test]
+async fn an_order_refused_for_stock_holds_its_key_for_nothing_and_may_be_retried_with_it() {
+    // A new key is claimed inside the checkout's transaction: when the
+    // checkout is refused, the claim goes with it and the same key places
+    // the order once the stock is there.
+    let shop = shop().await;
+    let refused = shop
+        .app
+        .place_order(&shop.buyer, &[(shop.lamp, 6)], "retry-after-restock")
+        .await;
+    assert_eq!(refused.status(), 409);
+    assert_eq!(problem(refused).await["code"], "insufficient_stock");
+    let restocked = shop
+        .app
+        .patch(&format!("/api/v1/admin/items/{}", shop.lamp))
+        .bearer_auth(&shop.admin.access_token)
+        .json(&json!({"stock": 6}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restocked.status(), 200);
+    let placed = shop
+        .app
+        .place_order(&shop.buyer, &[(shop.lamp, 6)], "retry-after-restock")
+        .await;
+    assert_eq!(placed.status(), 201);
+    assert!(!placed.headers().contains_key("idempotent-replayed"));
+    assert_eq!(order_count(&shop.app).await, 1);
+    assert_eq!(shop.app.stock_of(shop.lamp).await, 0);
+}
+
+#[tokio::test]
 async fn the_same_key_replays_the_order_and_another_body_is_refused() {
     let shop = shop().await;
     let first = shop
