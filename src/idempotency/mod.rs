@@ -2,7 +2,9 @@
 //!
 //! A request with a key first *claims* it ([`claim`]) in a short transaction
 //! of its own, so that concurrent requests with the same key see it in flight
-//! (409) instead of racing. The handler then performs its effect and calls
+//! (409) instead of racing. (The checkout claims a key it has not seen
+//! inside its first transaction instead, [`claim_in`]: a statement and a
+//! pool checkout fewer on the hottest route.) The handler then performs its effect and calls
 //! [`Claim::complete`] **inside the effect's transaction**: the stored
 //! response commits or rolls back with the effect, so a replay can never
 //! return something that was rolled back. If the handler fails before
