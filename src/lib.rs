@@ -39,7 +39,7 @@ pub mod jobs;
 pub mod kv;
 /// Locks that save duplicate work (Redis or in-process); never needed for correctness.
 pub mod locks;
-/// Notifications recorded for users (feed and stream to come).
+/// Notifications recorded for users: the feed, read marks and the live stream (SSE).
 pub mod notifications;
 /// Orders: placement, reading, staff actions and the life cycle.
 pub mod orders;
