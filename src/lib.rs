@@ -9,7 +9,7 @@ rust_i18n::i18n!("locales", fallback = "en");
 /// mimalloc instead of the system allocator: a request allocates and frees
 /// many small buffers (statements, rows, JSON), and glibc's malloc and free
 /// took about a tenth of the service's CPU in a profile of the orders bench
-/// (`docs/benchmarks.md`). Set here, in the library, so the binaries, the
+/// (2026-11 sessions; the figures are in `git log -p docs/benchmarks.md`). Set here, in the library, so the binaries, the
 /// tests and the benches (which run the service in-process) all measure the
 /// same service.
 #[global_allocator]
