@@ -213,6 +213,11 @@ pub(super) fn parse_duration(v: &str) -> Result<Duration, String> {
     if duration.is_zero() {
         return Err("must be longer than zero".into());
     }
+    // Bounded so that every setting converts to a `chrono::TimeDelta` and can
+    // be added to the current time (`crate::duration`).
+    if duration > crate::duration::MAX {
+        return Err(format!("{v:?} is longer than 100 years"));
+    }
     Ok(duration)
 }
 

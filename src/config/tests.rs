@@ -142,3 +142,13 @@ fn dispatch_toml_is_read_when_present_and_optional_otherwise() {
     std::fs::write(&file, "shop_currency = ").unwrap();
     assert!(settings::from_file_and_environment(&file, &all).is_err());
 }
+
+#[test]
+fn durations_longer_than_a_hundred_years_are_refused() {
+    let err = Config::from_pairs([("JOB_RETENTION", "101years".into())]).unwrap_err();
+    assert_eq!(
+        err.problems,
+        ["JOB_RETENTION: \"101years\" is longer than 100 years"]
+    );
+    assert!(Config::from_pairs([("JOB_RETENTION", "100years".into())]).is_ok());
+}
