@@ -3,11 +3,11 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use super::settings::{
-    DefaultValue::{Text, Unset},
+    DefaultValue::{Derived, Text},
     Reader, Setting, parse_number,
 };
 
-/// Workers per queue; unset leaves each queue's own default.
+/// Workers per queue; unset leaves the queue's own default (`jobs::Queue`).
 const JOB_CONCURRENCY: [(&str, Setting); 4] = [
     ("orders", concurrency("JOB_CONCURRENCY_ORDERS")),
     ("payments", concurrency("JOB_CONCURRENCY_PAYMENTS")),
@@ -21,7 +21,7 @@ const JOB_CONCURRENCY: [(&str, Setting); 4] = [
 const fn concurrency(env: &'static str) -> Setting {
     Setting {
         env,
-        default: Unset,
+        default: Derived("the queue's own default"),
         doc: "workers of this queue in each worker process",
     }
 }

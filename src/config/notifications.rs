@@ -12,7 +12,7 @@ const SSE_KEEP_ALIVE: Setting = Setting {
 const NOTIFICATION_RETENTION: Setting = Setting {
     env: "NOTIFICATION_RETENTION",
     default: Text("30d"),
-    doc: "read notifications older than this are deleted",
+    doc: "read notifications created longer ago than this are deleted",
 };
 
 pub(super) const SETTINGS: &[&Setting] = &[&SSE_KEEP_ALIVE, &NOTIFICATION_RETENTION];

@@ -152,3 +152,57 @@ fn durations_longer_than_a_hundred_years_are_refused() {
     );
     assert!(Config::from_pairs([("JOB_RETENTION", "100years".into())]).is_ok());
 }
+
+/// The README's configuration table: each row's first cell names one or more
+/// variables in backticks; the whole row is returned with them.
+fn readme_rows() -> Vec<(Vec<String>, String)> {
+    let readme = include_str!("../../README.md");
+    let mut lines = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("| Variable |"));
+    lines.next();
+    lines
+        .take_while(|line| line.starts_with('|'))
+        .filter(|line| !line.starts_with("|---"))
+        .map(|row| {
+            let first_cell = row.split('|').nth(1).unwrap_or_default();
+            let names = first_cell
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect();
+            (names, row.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_configuration_table_lists_exactly_the_settings_with_their_defaults() {
+    let rows = readme_rows();
+    assert!(!rows.is_empty(), "README.md: no `| Variable |` table found");
+    let documented: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|(names, _)| names.iter().map(String::as_str))
+        .collect();
+    let read: BTreeSet<&str> = settings().map(|s| s.env).collect();
+    let missing: Vec<_> = read.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&read).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "README.md configuration table: missing {missing:?}, not read by the code {unknown:?}"
+    );
+    for setting in settings() {
+        if let DefaultValue::Text(default) = setting.default {
+            let (_, row) = rows
+                .iter()
+                .find(|(names, _)| names.iter().any(|n| n == setting.env))
+                .unwrap();
+            assert!(
+                row.contains(&format!("`{default}`")),
+                "README.md: the row of {} does not give its default `{default}`",
+                setting.env
+            );
+        }
+    }
+}
