@@ -2,13 +2,15 @@
 //! `chrono::TimeDelta` (timestamps stored in the database).
 //!
 //! The policy: a conversion never fails and never silently picks some other
-//! value. Every duration that reaches [`to_delta`] is either a constant of
-//! the code or a setting that start-up has checked to be at most [`MAX`]
-//! (`config` refuses longer ones), and [`MAX`] is far inside both
-//! `TimeDelta`'s range and the range in which `now ± delta` stays a valid
-//! timestamp. So the one guard below, a saturation at [`MAX`], is never
-//! reached in practice; it is there so that a bug (a computed duration out of
-//! bounds) yields a far-away deadline instead of a panic on a request path.
+//! value. Every duration that reaches
+//! [`to_delta`](crate::duration::to_delta) is either a constant of the code
+//! or a setting that start-up has checked to be at most
+//! [`MAX`](crate::duration::MAX) (`config` refuses longer ones), and that
+//! maximum is far inside both `TimeDelta`'s range and the range in which
+//! `now ± delta` stays a valid timestamp. So the one guard below, a
+//! saturation at the maximum, is never reached in practice; it is there so
+//! that a bug (a computed duration out of bounds) yields a far-away deadline
+//! instead of a panic on a request path.
 
 use std::time::Duration;
 

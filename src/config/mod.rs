@@ -7,10 +7,11 @@
 //! them in one pass. Secrets are `SecretString` and print as `[REDACTED]` in
 //! `Debug`.
 //!
-//! One section per file, each declaring its settings ([`Setting`]: name,
-//! default, one line of doc) and reading them into typed values; [`settings`]
-//! lists them all, and a test checks that list against the names the sections
-//! actually read and against the README's table.
+//! One section per file, each declaring its settings
+//! ([`Setting`](crate::config::Setting): name, default, one line of doc) and
+//! reading them into typed values; [`settings()`](crate::config::settings)
+//! lists them all, and a test checks that list against the names the
+//! sections actually read and against the README's table.
 //!
 //! Why no configuration framework: figment used to merge the sources into a
 //! map of strings that this module then parsed by hand. Letting it
@@ -22,7 +23,7 @@
 //! environment, so tests could not pass their own values without sharing one
 //! environment across parallel tests, and it reads no file. What remains of
 //! "merging sources" is a TOML parse and a scan of the environment
-//! ([`settings::from_file_and_environment`]), done here with the `toml` crate.
+//! (`settings::from_file_and_environment`), done here with the `toml` crate.
 
 mod auth;
 mod jobs;

@@ -11,7 +11,7 @@ use std::{
 use secrecy::SecretString;
 
 /// One environment variable Dispatch reads. Each section declares its own;
-/// [`super::SETTINGS`] lists them all, and the README's configuration table is
+/// [`super::settings`] lists them all, and the README's configuration table is
 /// checked against that list by a test.
 #[derive(Debug)]
 pub struct Setting {
@@ -33,12 +33,23 @@ pub enum DefaultValue {
     Derived(&'static str),
 }
 
+impl DefaultValue {
+    /// The text of a [`DefaultValue::Text`]; empty for the others, whose
+    /// sections decide what absence means.
+    fn text(self) -> &'static str {
+        match self {
+            Self::Text(text) => text,
+            Self::Unset | Self::Derived(_) => "",
+        }
+    }
+}
+
 /// Reads the raw text of the settings and records every problem.
 pub(super) struct Reader {
     raw: BTreeMap<&'static str, String>,
     problems: Vec<String>,
     /// The settings the sections asked for; a test checks it equals
-    /// [`super::SETTINGS`], so the list cannot miss one the code reads.
+    /// [`super::settings`], so the list cannot miss one the code reads.
     consulted: BTreeSet<&'static str>,
 }
 
@@ -78,11 +89,8 @@ impl Reader {
 
     /// The setting's text, or its [`DefaultValue::Text`] (empty otherwise).
     pub(super) fn text_or_default(&mut self, setting: &'static Setting) -> String {
-        let default = match setting.default {
-            DefaultValue::Text(text) => text,
-            DefaultValue::Unset | DefaultValue::Derived(_) => "",
-        };
-        self.text(setting).unwrap_or_else(|| default.to_owned())
+        self.text(setting)
+            .unwrap_or_else(|| setting.default.text().to_owned())
     }
 
     /// Parses the setting's text, or `default` when it was not given.
@@ -108,11 +116,7 @@ impl Reader {
         setting: &'static Setting,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        let default = match setting.default {
-            DefaultValue::Text(text) => text,
-            DefaultValue::Unset | DefaultValue::Derived(_) => "",
-        };
-        self.parse_or(setting, default, parse)
+        self.parse_or(setting, setting.default.text(), parse)
     }
 
     /// Parses the setting's text if it was given: `Some(None)` when it was
