@@ -24,6 +24,9 @@
 //! environment across parallel tests, and it reads no file. What remains of
 //! "merging sources" is a TOML parse and a scan of the environment
 //! (`settings::from_file_and_environment`), done here with the `toml` crate.
+//! `dispatch.toml` is looked for in the working directory only, as the README
+//! says; figment also searched the parent directories, which nothing relied on
+//! and which could pick up an unrelated file.
 
 mod auth;
 mod jobs;
