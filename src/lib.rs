@@ -27,6 +27,8 @@ pub mod config;
 pub mod db;
 /// Demo data seeded in development.
 pub mod demo;
+/// `std` to `chrono` durations, with the one conversion policy.
+pub mod duration;
 /// HTTP foundation: problem+json errors, extractors, middleware, OpenAPI, health.
 pub mod http;
 /// Localised messages (`en`, `pt-BR`).

@@ -158,8 +158,7 @@ async fn login(
 }
 
 fn refresh_expiry(state: &AppState) -> chrono::DateTime<chrono::Utc> {
-    crate::db::now()
-        + chrono::Duration::from_std(state.tokens.refresh_ttl).unwrap_or(chrono::Duration::days(7))
+    crate::db::now() + crate::duration::to_delta(state.tokens.refresh_ttl)
 }
 
 /// Exchanges a refresh token for a new pair. The old refresh token stops

@@ -13,9 +13,9 @@ use std::{sync::Arc, time::Instant};
 use axum::{
     body::Body,
     extract::{MatchedPath, Request},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, header},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use tracing::{Instrument, field::Empty};
 
@@ -218,9 +218,4 @@ pub fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             header::RETRY_AFTER,
         ])
         .max_age(std::time::Duration::from_secs(600))
-}
-
-/// The response of a request that outlived `REQUEST_TIMEOUT`.
-pub fn timed_out() -> Response {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout").into_response()
 }

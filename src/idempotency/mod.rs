@@ -238,7 +238,7 @@ impl NewRecord {
         let now = crate::db::now();
         let record_id = crate::db::new_id();
         let lease_token = crate::db::new_id();
-        let locked_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let locked_until = now + crate::duration::to_delta(lease);
         let model = record::ActiveModel {
             id: Set(record_id),
             scope: Set(scope.to_owned()),
@@ -251,7 +251,7 @@ impl NewRecord {
             response_body: Set(None),
             resource_id: Set(None),
             created_at: Set(now),
-            expires_at: Set(now + chrono::Duration::from_std(RETENTION).unwrap_or_default()),
+            expires_at: Set(now + crate::duration::to_delta(RETENTION)),
         };
         Self {
             model,

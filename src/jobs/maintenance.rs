@@ -21,17 +21,14 @@ impl Job for Cleanup {
     const QUEUE: Queue = Queue::Maintenance;
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let retention = chrono::Duration::from_std(ctx.config.job_retention)
-            .unwrap_or(chrono::Duration::days(7));
+        let retention = crate::duration::to_delta(ctx.config.job_retention);
         let jobs = store::delete_finished_before(&ctx.db, crate::db::now() - retention).await?;
         let txn = ctx.db.begin_write().await?;
         let records = crate::idempotency::delete_expired(&*txn).await?;
-        let events_before = crate::db::now()
-            - chrono::Duration::from_std(PAYMENT_EVENT_RETENTION).unwrap_or_default();
+        let events_before = crate::db::now() - crate::duration::to_delta(PAYMENT_EVENT_RETENTION);
         let events = crate::payments::events::delete_events_before(&*txn, events_before).await?;
-        let read_before = crate::db::now()
-            - chrono::Duration::from_std(ctx.config.notification_retention)
-                .unwrap_or(chrono::Duration::days(30));
+        let read_before =
+            crate::db::now() - crate::duration::to_delta(ctx.config.notification_retention);
         let notifications =
             crate::notifications::queries::delete_read_before(&*txn, read_before).await?;
         txn.commit().await?;

@@ -65,7 +65,7 @@ pub const WAKE_HORIZON: Duration = Duration::from_secs(1);
 
 /// The state a job due at `run_at` starts in, written at `now`.
 pub(crate) fn state_for(run_at: DateTime<Utc>, now: DateTime<Utc>) -> JobState {
-    if run_at > now + chrono::Duration::from_std(WAKE_HORIZON).unwrap_or_default() {
+    if run_at > now + crate::duration::to_delta(WAKE_HORIZON) {
         JobState::Scheduled
     } else {
         JobState::Available
@@ -196,7 +196,7 @@ impl NewJob {
 
     /// Runs no earlier than `delay` from now.
     pub fn after(self, delay: Duration) -> Self {
-        let at = crate::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        let at = crate::db::now() + crate::duration::to_delta(delay);
         self.at(at)
     }
 

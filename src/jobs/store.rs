@@ -20,11 +20,10 @@ use super::{
         job_queue::{self, Entity as JobQueues},
     },
 };
-use crate::db::{Database, WriteTxn};
-
-fn chrono_duration(duration: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
-}
+use crate::{
+    db::{Database, WriteTxn},
+    duration::to_delta,
+};
 
 /// `state = '<state>'` with the state written into the SQL, not bound.
 ///
@@ -71,7 +70,7 @@ pub async fn promote_scheduled(db: &Database) -> Result<Vec<Queue>, DbErr> {
         .value(job::Column::State, JobState::Available.as_str())
         .value(job::Column::UpdatedAt, now)
         .and_where(state_is(JobState::Scheduled))
-        .and_where(Expr::col(job::Column::RunAt).lte(now + chrono_duration(WAKE_HORIZON)))
+        .and_where(Expr::col(job::Column::RunAt).lte(now + to_delta(WAKE_HORIZON)))
         .returning(Query::returning().column(job::Column::Queue))
         .to_owned();
     let statement = db.backend().build(&promote);
@@ -175,7 +174,7 @@ pub async fn claim(
         .value(job::Column::State, JobState::Running.as_str())
         .value(job::Column::Attempt, Expr::col(job::Column::Attempt).add(1))
         .value(job::Column::LeaseOwner, owner)
-        .value(job::Column::LeaseExpiresAt, now + chrono_duration(lease))
+        .value(job::Column::LeaseExpiresAt, now + to_delta(lease))
         .value(job::Column::StartedAt, now)
         .value(job::Column::UpdatedAt, now)
         .and_where(Expr::col(job::Column::Id).in_subquery(due))
@@ -462,7 +461,7 @@ pub async fn heartbeat(
     let result = Jobs::update_many()
         .col_expr(
             job::Column::LeaseExpiresAt,
-            Expr::value(now + chrono_duration(lease)),
+            Expr::value(now + to_delta(lease)),
         )
         .filter(job::Column::Id.in_subquery(mine))
         .exec(&*txn)

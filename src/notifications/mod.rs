@@ -8,5 +8,6 @@ pub mod hub;
 pub mod notification;
 pub mod queries;
 pub mod routes;
+pub mod stream;
 pub mod texts;
 pub mod views;

@@ -160,8 +160,7 @@ pub async fn settle_pending(
     let payment = payments::payment_of_order(ctx.db.conn(), order.id).await?;
     let intent_id = payment.and_then(|p| p.provider_payment_id);
     let Some(intent_id) = intent_id else {
-        let recovery =
-            chrono::Duration::from_std(ctx.config.order_recovery_after).unwrap_or_default();
+        let recovery = crate::duration::to_delta(ctx.config.order_recovery_after);
         if overdue || order.created_at + recovery <= now {
             let reason = if overdue {
                 "payment_timeout"

@@ -304,8 +304,7 @@ async fn reserve(
         });
     }
     let order_id = crate::db::new_id();
-    let timeout = chrono::Duration::from_std(state.config.order_payment_timeout)
-        .unwrap_or(chrono::Duration::minutes(30));
+    let timeout = crate::duration::to_delta(state.config.order_payment_timeout);
     let expires_at = crate::db::now() + timeout;
     let currency = state.config.shop_currency.clone();
     let mut record = queries::insert(

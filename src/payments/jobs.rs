@@ -226,7 +226,7 @@ impl Job for Reconcile {
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let now = crate::db::now();
-        let older = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or_default();
+        let older = |d: Duration| now - crate::duration::to_delta(d);
         let asked_before = older(
             ctx.config
                 .payment_reconcile_after

@@ -22,8 +22,7 @@ impl MigrationTrait for Migration {
         )
         .await?;
         // Timestamps are bound from Rust (see `db`), never computed in SQL.
-        let horizon =
-            crate::db::now() + chrono::Duration::from_std(WAKE_HORIZON).unwrap_or_default();
+        let horizon = crate::db::now() + crate::duration::to_delta(WAKE_HORIZON);
         let reschedule = Query::update()
             .table(Alias::new("jobs"))
             .value(Alias::new("state"), "scheduled")

@@ -392,9 +392,7 @@ async fn login(
                 refresh_token_hash: tokens::fingerprint(&refresh_token),
                 user_agent,
                 ip: ip.map(|ip| ip.to_string()),
-                expires_at: crate::db::now()
-                    + chrono::Duration::from_std(state.tokens.access_ttl)
-                        .unwrap_or(chrono::Duration::minutes(15)),
+                expires_at: crate::db::now() + crate::duration::to_delta(state.tokens.access_ttl),
             },
         )
         .await?;

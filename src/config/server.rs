@@ -1,0 +1,139 @@
+//! The process itself: its environment, listeners, HTTP limits and logs.
+
+use std::{net::SocketAddr, time::Duration};
+
+use super::settings::{
+    DefaultValue::{Derived, Text, Unset},
+    Reader, Setting, parse_bool, parse_number, parse_socket_addr, split_list,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+const DISPATCH_ENV: Setting = Setting {
+    env: "DISPATCH_ENV",
+    default: Text("development"),
+    doc: "development or production",
+};
+const BIND_ADDR: Setting = Setting {
+    env: "BIND_ADDR",
+    default: Text("127.0.0.1:3000"),
+    doc: "API listen address",
+};
+const METRICS_ADDR: Setting = Setting {
+    env: "METRICS_ADDR",
+    default: Unset,
+    doc: "also serve /metrics on this address",
+};
+const CORS_ORIGINS: Setting = Setting {
+    env: "CORS_ORIGINS",
+    default: Text("http://localhost:5173"),
+    doc: "comma-separated allowed origins",
+};
+const REQUEST_TIMEOUT: Setting = Setting {
+    env: "REQUEST_TIMEOUT",
+    default: Text("30s"),
+    doc: "a request running longer gets 503",
+};
+const BODY_LIMIT: Setting = Setting {
+    env: "BODY_LIMIT",
+    default: Text("262144"),
+    doc: "largest request body, bytes",
+};
+const TRUST_FORWARDED_FOR: Setting = Setting {
+    env: "TRUST_FORWARDED_FOR",
+    default: Text("false"),
+    doc: "take the client IP from X-Forwarded-For",
+};
+const LOG_FORMAT: Setting = Setting {
+    env: "LOG_FORMAT",
+    default: Derived("json in production, pretty otherwise"),
+    doc: "json or pretty",
+};
+const LOG_LEVEL: Setting = Setting {
+    env: "LOG_LEVEL",
+    default: Text("info"),
+    doc: "tracing filter",
+};
+
+pub(super) const SETTINGS: &[&Setting] = &[
+    &DISPATCH_ENV,
+    &BIND_ADDR,
+    &METRICS_ADDR,
+    &CORS_ORIGINS,
+    &REQUEST_TIMEOUT,
+    &BODY_LIMIT,
+    &TRUST_FORWARDED_FOR,
+    &LOG_FORMAT,
+    &LOG_LEVEL,
+];
+
+/// Read first: other sections' defaults and rules depend on it.
+pub(super) fn environment(r: &mut Reader) -> Option<Environment> {
+    r.parse(&DISPATCH_ENV, |v| match v {
+        "development" => Ok(Environment::Development),
+        "production" => Ok(Environment::Production),
+        other => Err(format!("expected development or production, got {other:?}")),
+    })
+}
+
+pub(super) struct Server {
+    pub bind_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub cors_origins: Vec<String>,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub trust_forwarded_for: bool,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+pub(super) fn read(r: &mut Reader, production: bool) -> Option<Server> {
+    let bind_addr = r.parse(&BIND_ADDR, parse_socket_addr);
+    let metrics_addr = r.parse_optional(&METRICS_ADDR, parse_socket_addr);
+
+    let cors_origins: Vec<String> = split_list(&r.text_or_default(&CORS_ORIGINS))
+        .map(str::to_owned)
+        .collect();
+    for origin in &cors_origins {
+        if axum::http::HeaderValue::from_str(origin).is_err() || !origin.contains("://") {
+            r.problem(format!(
+                "CORS_ORIGINS: {origin:?} is not an origin like https://shop.example"
+            ));
+        }
+    }
+    let request_timeout = r.duration(&REQUEST_TIMEOUT);
+    let body_limit_bytes = r.parse(&BODY_LIMIT, parse_number::<usize>);
+    let trust_forwarded_for = r.parse(&TRUST_FORWARDED_FOR, parse_bool);
+
+    let default_log_format = if production { "json" } else { "pretty" };
+    let log_format = r.parse_or(&LOG_FORMAT, default_log_format, |v| match v {
+        "json" => Ok(LogFormat::Json),
+        "pretty" => Ok(LogFormat::Pretty),
+        other => Err(format!("expected json or pretty, got {other:?}")),
+    });
+    let log_level = r.text_or_default(&LOG_LEVEL);
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        r.problem(format!("LOG_LEVEL: {log_level:?} is not a valid filter"));
+    }
+
+    Some(Server {
+        bind_addr: bind_addr?,
+        metrics_addr: metrics_addr?,
+        cors_origins,
+        request_timeout: request_timeout?,
+        body_limit_bytes: body_limit_bytes?,
+        trust_forwarded_for: trust_forwarded_for?,
+        log_format: log_format?,
+        log_level,
+    })
+}
