@@ -37,6 +37,8 @@ use crate::{state::AppState, users::role::Role};
 
 /// The cookie holding a staff member's access token.
 pub const COOKIE: &str = "dispatch_dashboard";
+/// Where the dashboard is mounted. The templates in `templates/dashboard/`
+/// spell it out in their links too.
 pub const BASE: &str = "/admin/queues";
 const REALM: &str = "Basic realm=\"Dispatch queues\", charset=\"UTF-8\"";
 

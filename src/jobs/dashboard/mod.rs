@@ -2,7 +2,8 @@
 //!
 //! The same views and actions as `/api/v1/admin/jobs` ([`super::routes`]),
 //! through [`super::admin`], as HTML pages with plain forms. Access and CSRF
-//! are in [`access`]; the markup in [`pages`].
+//! are in [`access`]; the pages in [`pages`] and their markup in
+//! `templates/dashboard/`.
 //!
 //! The router carries its own timeout, body limit and panic guard because
 //! `startup::router` merges it outside the problem+json layer: its errors
