@@ -59,7 +59,7 @@ pub enum Audience {
 
 /// One attempt, as the client sent it.
 pub struct Attempt<'a> {
-    /// As typed; normalised here.
+    /// As typed; parsed here.
     pub email: &'a str,
     pub password: SecretString,
     pub ip: Option<IpAddr>,
@@ -106,17 +106,25 @@ pub async fn sign_in(
     attempt: Attempt<'_>,
     audience: Audience,
 ) -> Result<SignedIn, SignInError> {
-    let email = Email::normalise(attempt.email);
+    // Spaces around a typed address are forgiven at sign-in. Attempts count
+    // against the text as an address would be stored (trimmed, lower-cased),
+    // whether or not it is one.
+    let typed = attempt.email.trim();
     check_ip_and_account(
         services.rate_limiter,
         Limit::Login,
         attempt.ip,
-        Some(email.as_str()),
+        Some(&typed.to_lowercase()),
     )
     .await
     .map_err(SignInError::RateLimited)?;
 
-    let user = users::find_live_by_email(services.db.conn(), &email).await?;
+    // Text that is no address names no account: it gets the unknown
+    // account's answer, decoy password check included.
+    let user = match Email::parse(typed) {
+        Ok(email) => users::find_live_by_email(services.db.conn(), &email).await?,
+        Err(_) => None,
+    };
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let matches = services
         .passwords
