@@ -345,7 +345,7 @@ async fn setup(app: &App, settings: &Settings) -> anyhow::Result<Vec<Shopper>> {
             id: Set(bench_id(KIND_USER, 0, 0, n as u64)),
             name_search: Set(dispatch::db::fold_for_search(&name)),
             name: Set(name),
-            email: Set(Email::normalise(&email).into_string()),
+            email: Set(Email::parse(&email)?.into_string()),
             password_hash: Set(hash.clone()),
             role: Set(Role::User),
             language: Set(Language::En),

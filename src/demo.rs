@@ -38,7 +38,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
         &*txn,
         NewUser {
             name: "Demo Admin".to_owned(),
-            email: Email::normalise(DEMO_ADMIN_EMAIL),
+            email: Email::parse(DEMO_ADMIN_EMAIL).context("the demo admin's email")?,
             password_hash,
             role: Role::Superadmin,
             language: Language::En,

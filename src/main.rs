@@ -135,12 +135,11 @@ async fn create_admin(
     if !(8..=128).contains(&password.chars().count()) {
         bail!("the password must be 8 to 128 characters long");
     }
+    let Ok(email) = Email::parse(email.trim()) else {
+        bail!("{:?} is not an email address", email.trim().to_lowercase());
+    };
     let config = load_config()?;
     let state = startup::build_state(config).await?;
-    let email = Email::normalise(&email);
-    if !validator::ValidateEmail::validate_email(&email.as_str()) {
-        bail!("{:?} is not an email address", email.as_str());
-    }
     let password_hash = state.passwords.hash(&SecretString::from(password)).await?;
     let txn = state.db.begin_write().await?;
     let user = queries::insert(

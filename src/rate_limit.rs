@@ -185,7 +185,7 @@ pub async fn check_ip_and_account(
     limit: Limit,
     ip: Option<std::net::IpAddr>,
     account: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), RetryAfter> {
     if let Some(ip) = ip {
         limiter.check(limit, &format!("ip:{ip}")).await?;
     }

@@ -6,9 +6,12 @@ pub mod password;
 pub mod routes;
 pub mod session;
 pub mod sessions;
+pub mod sign_in;
 pub mod tokens;
 
 use axum::http::{HeaderValue, StatusCode, header};
+
+pub use self::sign_in::{Attempt, Audience, SignInError, SignInServices, SignedIn, sign_in};
 
 use crate::http::error::ApiError;
 

@@ -14,21 +14,16 @@ use uuid::Uuid;
 use validator::Validate;
 
 use super::{
-    AuthError,
-    extract::AuthUser,
-    sessions::{self, NewSession},
-    tokens,
+    Attempt, Audience, AuthError, SignInError, SignInServices, extract::AuthUser, sessions,
+    sign_in, tokens,
 };
 use crate::{
     http::{
         error::{ApiError, Problem},
         extract::{ClientIp, ValidJson, parse_json},
     },
-    jobs::{self, NewJob},
-    notifications::deliver::Deliver,
-    rate_limit::{Limit, check_ip_and_account},
     state::AppState,
-    users::{email::Email, language::Language, queries as users},
+    users::{language::Language, queries as users},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -87,72 +82,32 @@ async fn login(
     headers: HeaderMap,
     ValidJson { value: body, .. }: ValidJson<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let email = Email::normalise(&body.email);
-    check_ip_and_account(
-        state.rate_limiter.as_ref(),
-        Limit::Login,
+    let attempt = Attempt {
+        email: &body.email,
+        password: SecretString::from(body.password),
         ip,
-        Some(email.as_str()),
-    )
-    .await?;
-    let password = SecretString::from(body.password);
-
-    let user = users::find_live_by_email(state.db.conn(), &email).await?;
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = state
-        .passwords
-        .verify(&password, stored_hash)
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    };
+    let signed_in = sign_in(SignInServices::from(&*state), attempt, Audience::Api)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let Some(user) = user.filter(|_| matches) else {
-        return Err(AuthError::InvalidCredentials.into());
-    };
-
-    let session_id = crate::db::new_id();
-    let refresh_token = state
-        .tokens
-        .issue_refresh(user.id, session_id, 0)
-        .map_err(|e| ApiError::internal(&e))?;
-    let access_token = state
-        .tokens
-        .issue_access(user.id, user.role, user.language, session_id)
-        .map_err(|e| ApiError::internal(&e))?;
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(256).collect());
-    let user_agent_for_notification = user_agent.clone();
-    let txn = state.db.begin_write().await?;
-    sessions::insert(
-        &*txn,
-        NewSession {
-            id: session_id,
-            user_id: user.id,
-            refresh_token_hash: tokens::fingerprint(&refresh_token),
-            user_agent,
-            ip: ip.map(|ip| ip.to_string()),
-            expires_at: refresh_expiry(&state),
-        },
-    )
-    .await?;
-    let login = Deliver {
-        user_id: user.id,
-        event: "auth.login".to_owned(),
-        data: serde_json::json!({
-            "sessionId": session_id,
-            "ip": ip.map(|ip| ip.to_string()),
-            "userAgent": user_agent_for_notification,
-        }),
-    };
-    jobs::enqueue(&txn, NewJob::of(&login)).await?;
-    txn.commit().await?;
-    tracing::info!(user.id = %user.id, session.id = %session_id, "signed in");
+        .map_err(|e| match e {
+            SignInError::RateLimited(retry) => ApiError::from(retry),
+            SignInError::InvalidCredentials | SignInError::NotAllowed(_) => {
+                AuthError::InvalidCredentials.into()
+            }
+            SignInError::Database(e) => ApiError::internal(&e),
+            SignInError::Password(e) => ApiError::internal(&e),
+            SignInError::Token(e) => ApiError::internal(&e),
+        })?;
+    tracing::info!(user.id = %signed_in.user_id, session.id = %signed_in.session_id, "signed in");
 
     Ok(Json(TokenPair {
-        access_token,
-        refresh_token,
-        user_id: user.id,
-        language: user.language,
+        access_token: signed_in.access_token,
+        refresh_token: signed_in.refresh_token,
+        user_id: signed_in.user_id,
+        language: signed_in.language,
         expires_in: state.tokens.access_ttl.as_secs(),
     }))
 }

@@ -136,7 +136,7 @@ async fn create_user(
     }
     let input = AccountInput {
         name: body.name,
-        email: body.email,
+        email: Email::parse(&body.email).map_err(UserError::from)?,
         password: body.password,
         role: body.role,
         language: body.language,
@@ -216,6 +216,12 @@ async fn update_user(
     if let Some(Some(address)) = &body.address {
         validate_nested("address", address)?;
     }
+    let email = body
+        .email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(UserError::from)?;
     if body.role.is_some_and(|role| !actor.role.may_grant(role)) {
         return Err(UserError::RoleNotAllowed.into());
     }
@@ -241,7 +247,7 @@ async fn update_user(
     }
     let changes = UserChanges {
         name: body.name.map(|n| n.trim().to_owned()),
-        email: body.email.as_deref().map(Email::normalise),
+        email,
         password_hash,
         role: body.role,
         language: body.language,

@@ -13,6 +13,7 @@ pub mod views;
 
 use axum::http::StatusCode;
 
+use self::email::EmailError;
 use crate::{
     auth::password::PasswordError,
     http::error::{ApiError, FieldIssue},
@@ -22,6 +23,9 @@ use crate::{
 pub enum UserError {
     #[error("a live account already uses this email")]
     EmailTaken,
+    /// Unreachable behind the request validators, which apply the same rules.
+    #[error(transparent)]
+    InvalidEmail(#[from] EmailError),
     #[error("user not found")]
     NotFound,
     /// Granting or touching a level at or above the actor's own.
@@ -42,6 +46,15 @@ impl From<UserError> for ApiError {
         match err {
             UserError::EmailTaken => ApiError::new(StatusCode::CONFLICT, "email_taken")
                 .with_field("email", FieldIssue::new("email_taken")),
+            UserError::InvalidEmail(e) => {
+                let issue = e
+                    .params()
+                    .iter()
+                    .fold(FieldIssue::new(e.code()), |issue, (name, value)| {
+                        issue.with(name, value)
+                    });
+                ApiError::validation(Default::default()).with_field("email", issue)
+            }
             UserError::NotFound => ApiError::not_found(),
             UserError::RoleNotAllowed => ApiError::new(StatusCode::FORBIDDEN, "role_not_allowed"),
             UserError::CurrentPasswordRequired => ApiError::validation(Default::default())

@@ -57,7 +57,7 @@ pub struct RegisterRequest {
 /// What creating an account needs, from registration or the admin API.
 pub(super) struct AccountInput {
     pub name: String,
-    pub email: String,
+    pub email: Email,
     pub password: String,
     pub role: Role,
     pub language: Option<Language>,
@@ -95,7 +95,7 @@ pub(super) async fn create_account(
         &*txn,
         NewUser {
             name: input.name.trim().to_owned(),
-            email: Email::normalise(&input.email),
+            email: input.email,
             password_hash,
             role: input.role,
             language: input.language.unwrap_or_default(),
@@ -143,7 +143,7 @@ async fn register(
     check_ip_and_account(state.rate_limiter.as_ref(), Limit::Register, ip, None).await?;
     let input = AccountInput {
         name: body.name,
-        email: body.email,
+        email: Email::parse(&body.email).map_err(UserError::from)?,
         password: body.password,
         role: Role::User,
         language: body.language,
@@ -210,6 +210,12 @@ async fn update_me(
     if let Some(Some(address)) = &body.address {
         validate_nested("address", address)?;
     }
+    let email = body
+        .email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(UserError::from)?;
     let current = queries::find_live(state.db.conn(), user.id)
         .await?
         .ok_or(UserError::NotFound)?;
@@ -249,7 +255,7 @@ async fn update_me(
         .ok_or(UserError::NotFound)?;
     let changes = UserChanges {
         name: body.name.map(|n| n.trim().to_owned()),
-        email: body.email.as_deref().map(Email::normalise),
+        email,
         password_hash,
         role: None,
         language: body.language,

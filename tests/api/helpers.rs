@@ -300,7 +300,7 @@ impl TestApp {
             &*txn,
             NewUser {
                 name: format!("Test {}", role.as_str()),
-                email: Email::normalise(&email),
+                email: Email::parse(&email).unwrap(),
                 password_hash: hash,
                 role,
                 language: Language::En,

@@ -28,7 +28,7 @@ async fn insert_shopper(app: &TestApp) -> String {
         &*txn,
         NewUser {
             name: "Limited".into(),
-            email: Email::normalise(&email),
+            email: Email::parse(&email).unwrap(),
             password_hash: hash,
             role: Role::User,
             language: Language::En,

@@ -11,10 +11,12 @@
 //!   [`crate::auth::extract::AuthUser`], so sign-out, revocation and role
 //!   changes apply at once.
 //!
-//! CSRF: every form carries `csrf = HMAC-SHA256(JWT_ACCESS_SECRET, identity)`
-//! where the identity is the session id (or the Basic username), checked in
+//! CSRF: every form carries `csrf = HMAC-SHA256(csrf key, identity)` where
+//! the identity is the session id (or the Basic username), checked in
 //! constant time; and a POST whose `Sec-Fetch-Site` or `Origin` says it came
-//! from another site is refused before any handler runs.
+//! from another site is refused before any handler runs. The CSRF key is
+//! derived from `JWT_ACCESS_SECRET` with HKDF (see [`csrf_key`]), never the
+//! secret itself.
 
 use axum::{
     extract::{FromRequestParts, Request},
@@ -23,6 +25,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -34,6 +37,8 @@ use crate::{state::AppState, users::role::Role};
 
 /// The cookie holding a staff member's access token.
 pub const COOKIE: &str = "dispatch_dashboard";
+/// Where the dashboard is mounted. The templates in `templates/dashboard/`
+/// spell it out in their links too.
 pub const BASE: &str = "/admin/queues";
 const REALM: &str = "Basic realm=\"Dispatch queues\", charset=\"UTF-8\"";
 
@@ -83,12 +88,33 @@ impl Operator {
     }
 }
 
+/// The info label that makes the derived key the CSRF key and nothing else.
+/// Changing it changes every token (open forms then need a reload).
+const CSRF_KEY_INFO: &[u8] = b"dispatch dashboard csrf v1";
+
+/// The key the CSRF tokens are signed with: HKDF-SHA256 of
+/// `JWT_ACCESS_SECRET` with its own info label.
+///
+/// Why not the JWT secret itself: one key should have one use, so a token of
+/// one kind can never be made to pass as the other and a weakness found in
+/// one scheme does not reach the other. Why derived rather than a secret of
+/// its own: a derived key needs no new setting to configure, store and
+/// rotate, rotating `JWT_ACCESS_SECRET` (which already signs everyone out)
+/// renews it too, and HKDF's output reveals nothing about the secret.
+/// `None` only if HKDF refused the output length, which 32 bytes never is.
+fn csrf_key(jwt_access_secret: &str) -> Option<[u8; 32]> {
+    let mut key = [0_u8; 32];
+    Hkdf::<Sha256>::new(None, jwt_access_secret.as_bytes())
+        .expand(CSRF_KEY_INFO, &mut key)
+        .ok()?;
+    Some(key)
+}
+
 /// HMAC takes keys of any length, so this is `None` only in theory (and
 /// then no token matches).
 fn csrf_mac(state: &AppState, identity: &str) -> Option<Hmac<Sha256>> {
-    let secret = state.config.jwt_access_secret.expose_secret();
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).ok()?;
-    mac.update(b"dispatch dashboard csrf\0");
+    let key = csrf_key(state.config.jwt_access_secret.expose_secret())?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
     mac.update(identity.as_bytes());
     Some(mac)
 }
@@ -294,6 +320,25 @@ mod tests {
             ("origin", "http://127.0.0.1:8080"),
             ("sec-fetch-site", "cross-site"),
         ])));
+    }
+
+    #[test]
+    fn the_csrf_key_is_derived_from_the_jwt_secret_and_is_not_the_secret() {
+        let secret = "a-jwt-access-secret-of-enough-length-for-hs256";
+        let key = csrf_key(secret).unwrap();
+        assert_eq!(
+            csrf_key(secret),
+            Some(key),
+            "deterministic across processes"
+        );
+        assert_ne!(&key[..], secret.as_bytes().get(..32).unwrap());
+        assert_ne!(csrf_key("another-secret"), Some(key));
+        // A different label gives an unrelated key: the label is what binds it to CSRF.
+        let mut other = [0_u8; 32];
+        Hkdf::<Sha256>::new(None, secret.as_bytes())
+            .expand(b"dispatch something else", &mut other)
+            .unwrap();
+        assert_ne!(other, key);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The same views and actions as `/api/v1/admin/jobs` ([`super::routes`]),
 //! through [`super::admin`], as HTML pages with plain forms. Access and CSRF
-//! are in [`access`]; the markup in [`pages`].
+//! are in [`access`]; the pages in [`pages`] and their markup in
+//! `templates/dashboard/`.
 //!
 //! The router carries its own timeout, body limit and panic guard because
 //! `startup::router` merges it outside the problem+json layer: its errors
@@ -34,11 +35,9 @@ use super::{
     admin::{self, ActionError, JobFilter},
 };
 use crate::{
-    auth::{sessions, tokens},
+    auth::{self, Attempt, Audience, SignInError, SignInServices, sessions},
     http::{extract::ClientIp, pagination::PageRequest},
-    rate_limit::{Limit, check_ip_and_account},
     state::AppState,
-    users::{email::Email, queries as users},
 };
 
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -312,9 +311,9 @@ pub struct LoginForm {
     password: String,
 }
 
-/// Checks an admin's email and password like `POST /api/v1/auth/login`
-/// (same rate limits, same indistinguishable failure), starts a session and
-/// keeps its access token in the dashboard cookie.
+/// Signs an admin in through [`auth::sign_in`], the path behind
+/// `POST /api/v1/auth/login` (same rate limits, same indistinguishable
+/// failure), and keeps the session's access token in the dashboard cookie.
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -325,85 +324,38 @@ async fn login(
     if form.email.len() > 254 || form.password.is_empty() || form.password.len() > 128 {
         return refused(StatusCode::UNAUTHORIZED, "Wrong email or password.");
     }
-    let email = Email::normalise(&form.email);
-    if check_ip_and_account(
-        state.rate_limiter.as_ref(),
-        Limit::Login,
+    let attempt = Attempt {
+        email: &form.email,
+        password: SecretString::from(form.password.clone()),
         ip,
-        Some(email.as_str()),
-    )
-    .await
-    .is_err()
-    {
-        return refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts; wait a minute and try again.",
-        );
-    }
-    let user = match users::find_live_by_email(state.db.conn(), &email).await {
-        Ok(user) => user,
-        Err(e) => return internal(&e),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
     };
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password = SecretString::from(form.password.clone());
-    let matches = match state.passwords.verify(&password, stored_hash).await {
-        Ok(matches) => matches,
-        Err(e) => return internal(&e),
-    };
-    let Some(user) = user.filter(|_| matches) else {
-        return refused(StatusCode::UNAUTHORIZED, "Wrong email or password.");
-    };
-    if !user.role.is_admin() {
-        tracing::warn!(user.id = %user.id, "dashboard: sign-in by a non-admin refused");
-        return refused(
-            StatusCode::FORBIDDEN,
-            "This account may not use the queue dashboard.",
-        );
-    }
-
-    let session_id = crate::db::new_id();
-    let issued = state
-        .tokens
-        .issue_refresh(user.id, session_id, 0)
-        .and_then(|refresh| {
-            let access =
-                state
-                    .tokens
-                    .issue_access(user.id, user.role, user.language, session_id)?;
-            Ok((refresh, access))
-        });
-    let (refresh_token, access_token) = match issued {
-        Ok(pair) => pair,
-        Err(e) => return internal(&e),
-    };
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(256).collect());
-    // The refresh token is never handed out: the session ends when the
-    // cookie's access token expires, and only its fingerprint is stored.
-    let stored = async {
-        let txn = state.db.begin_write().await?;
-        sessions::insert(
-            &*txn,
-            sessions::NewSession {
-                id: session_id,
-                user_id: user.id,
-                refresh_token_hash: tokens::fingerprint(&refresh_token),
-                user_agent,
-                ip: ip.map(|ip| ip.to_string()),
-                expires_at: crate::db::now() + crate::duration::to_delta(state.tokens.access_ttl),
-            },
-        )
-        .await?;
-        txn.commit().await
-    };
-    if let Err(e) = stored.await {
-        return internal(&e);
-    }
-    tracing::info!(user.id = %user.id, session.id = %session_id, "signed in to the queue dashboard");
+    let signed_in =
+        match auth::sign_in(SignInServices::from(&*state), attempt, Audience::Dashboard).await {
+            Ok(signed_in) => signed_in,
+            Err(SignInError::RateLimited(_)) => {
+                return refused(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts; wait a minute and try again.",
+                );
+            }
+            Err(SignInError::InvalidCredentials) => {
+                return refused(StatusCode::UNAUTHORIZED, "Wrong email or password.");
+            }
+            Err(SignInError::NotAllowed(user_id)) => {
+                tracing::warn!(user.id = %user_id, "dashboard: sign-in by a non-admin refused");
+                return refused(
+                    StatusCode::FORBIDDEN,
+                    "This account may not use the queue dashboard.",
+                );
+            }
+            Err(e) => return internal(&e),
+        };
+    tracing::info!(user.id = %signed_in.user_id, session.id = %signed_in.session_id, "signed in to the queue dashboard");
     let cookie = access::session_cookie(
-        &access_token,
+        &signed_in.access_token,
         state.tokens.access_ttl.as_secs(),
         state.config.is_production(),
     );
