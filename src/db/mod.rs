@@ -65,8 +65,8 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Connections of the PostgreSQL pool for unflushed commits (job
 /// completions, written by one task per worker pool, and job handlers'
-/// writes that may be lost with their job's success, such as
-/// `notification.deliver`).
+/// writes that may be lost with their job's success, such as a
+/// notification's delivery).
 const UNFLUSHED_CONNECTIONS: u32 = 4;
 
 /// A pool of connections to SQLite or PostgreSQL.

@@ -13,9 +13,10 @@
 //! the key over. Completion is fenced by the lease token, so a request whose
 //! lease was taken over cannot also complete.
 //!
-//! Records live 24 hours; the maintenance job removes expired ones.
+//! Records live 24 hours; `idempotency.cleanup` (`retention`) removes expired ones.
 
 pub mod record;
+pub mod retention;
 
 use std::time::Duration;
 
@@ -448,15 +449,6 @@ pub async fn release_resource<C: ConnectionTrait>(
     Ok(Records::delete_many()
         .filter(record::Column::ResourceId.eq(resource_id))
         .filter(record::Column::State.eq(RecordState::InFlight))
-        .exec(conn)
-        .await?
-        .rows_affected)
-}
-
-/// Removes records past their retention (called by the maintenance job).
-pub async fn delete_expired<C: ConnectionTrait>(conn: &C) -> Result<u64, sea_orm::DbErr> {
-    Ok(Records::delete_many()
-        .filter(record::Column::ExpiresAt.lt(crate::db::now()))
         .exec(conn)
         .await?
         .rows_affected)

@@ -9,7 +9,7 @@ use dispatch::{
     jobs::{
         self, Enqueued, Job, JobContext, JobError, JobOptions, NewJob, Queue, admin,
         model::job::{Entity as Jobs, JobState, Model as JobRow},
-        registry::{JobServices, Registry},
+        registry::JobServices,
         worker::{WorkerPool, WorkerSettings},
     },
     users::role::Role,
@@ -60,7 +60,7 @@ fn start_pool(app: &TestApp) -> WorkerPool {
     }
     WorkerPool::start(
         JobServices::from_state(&app.state),
-        Registry::standard().with::<BrokenUntilFixed>(),
+        dispatch::startup::job_registry().with::<BrokenUntilFixed>(),
         settings,
     )
 }

@@ -65,7 +65,7 @@ impl Job for RefusedForGood {
 }
 
 fn registry() -> Registry {
-    Registry::standard()
+    dispatch::startup::job_registry()
         .with::<AlwaysFails>()
         .with::<RefusedForGood>()
 }
@@ -1000,6 +1000,10 @@ async fn cleanup_deletes_old_finished_jobs_and_expired_idempotency_records_but_k
     let services = JobServices::from_state(&app.state);
     let ctx = services.context(Uuid::new_v4(), 1, Uuid::new_v4());
     Cleanup::default().run(&ctx).await.unwrap();
+    dispatch::idempotency::retention::Cleanup::default()
+        .run(&ctx)
+        .await
+        .unwrap();
 
     let left: Vec<Uuid> = Jobs::find()
         .all(app.state.db.conn())

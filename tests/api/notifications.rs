@@ -425,7 +425,7 @@ async fn read_notifications_past_retention_are_cleaned_up_and_unread_ones_stay()
         .unwrap();
     txn.commit().await.unwrap();
     let ctx = JobServices::from_state(&app.state).context(Uuid::new_v4(), 1, Uuid::new_v4());
-    dispatch::jobs::maintenance::Cleanup::default()
+    dispatch::notifications::retention::Cleanup::default()
         .run(&ctx)
         .await
         .unwrap();

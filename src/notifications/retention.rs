@@ -1,0 +1,28 @@
+//! `notification.cleanup`: deletes read notifications past
+//! `NOTIFICATION_RETENTION`; unread ones stay.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::jobs::{Job, JobContext, JobError, Queue};
+
+/// Deletes read notifications created longer than `NOTIFICATION_RETENTION` ago.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Cleanup {}
+
+#[async_trait]
+impl Job for Cleanup {
+    const KIND: &'static str = "notification.cleanup";
+    const QUEUE: Queue = Queue::Maintenance;
+
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let before = crate::db::now()
+            - chrono::Duration::from_std(ctx.config.notification_retention)
+                .unwrap_or(chrono::Duration::days(30));
+        let txn = ctx.db.begin_write().await?;
+        let notifications = super::queries::delete_read_before(&*txn, before).await?;
+        txn.commit().await?;
+        tracing::info!(notifications.deleted = notifications, "cleanup done");
+        Ok(())
+    }
+}
