@@ -15,15 +15,17 @@
 //!
 //! Records live 24 hours; `idempotency.cleanup` (`retention`) removes expired ones.
 
+mod key;
 pub mod record;
 pub mod retention;
+
+pub use self::key::IdempotencyKey;
 
 use std::time::Duration;
 
 use axum::{
     Json,
-    extract::{FromRequestParts, MatchedPath},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header, request::Parts},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use sea_orm::{
@@ -34,63 +36,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use self::record::{Entity as Records, RecordState};
-use crate::{
-    db::Database,
-    http::error::{ApiError, FieldIssue},
-};
+use crate::{db::Database, http::error::ApiError};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// How long a finished request's response is kept for replays.
 pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The `Idempotency-Key` header (required) with the method and route it came
-/// with.
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey {
-    pub key: String,
-    method: Method,
-    route: String,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts.headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
-            ApiError::bad_request("Idempotency-Key", FieldIssue::new("required"))
-                .with_code("idempotency_key_required")
-        })?;
-        let key = value
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "Idempotency-Key",
-                    FieldIssue::new("invalid_idempotency_key"),
-                )
-            })?;
-        let route = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-        Ok(Self {
-            key: key.to_owned(),
-            method: parts.method.clone(),
-            route,
-        })
-    }
-}
-
-impl IdempotencyKey {
-    fn scope(&self, caller: Option<Uuid>) -> String {
-        let caller = caller.map_or_else(|| "anonymous".to_owned(), |id| id.to_string());
-        format!("{caller} {} {}", self.method, self.route)
-    }
-}
 
 /// What a request may do with its key.
 pub enum Claimed {
