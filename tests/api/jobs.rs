@@ -380,6 +380,7 @@ async fn failures_follow_the_backoff_schedule_up_to_max_attempts_then_compensate
         1,
         "exactly one compensation ran"
     );
+    app.allow_leftover_jobs();
 }
 
 #[tokio::test]
@@ -419,6 +420,7 @@ async fn a_permanent_failure_skips_the_remaining_retries() {
         failed.last_error.as_deref(),
         Some("permanent: card declined")
     );
+    app.allow_leftover_jobs();
 }
 
 #[tokio::test]
@@ -449,6 +451,7 @@ async fn a_uniqueness_key_dedupes_enqueues() {
     assert!(matches!(first, Enqueued::Inserted(_)));
     assert_eq!((second, third), (Enqueued::Duplicate, Enqueued::Duplicate));
     assert_eq!(Jobs::find().count(app.state.db.conn()).await.unwrap(), 1);
+    app.allow_leftover_jobs();
 }
 
 #[tokio::test]
@@ -793,6 +796,7 @@ async fn a_job_carries_the_correlation_id_of_the_request_that_caused_it() {
         job(&app.state.db, id).await.correlation_id.as_deref(),
         Some("req-abc-123")
     );
+    app.allow_leftover_jobs();
 }
 
 /// Fails for good until its switch is flipped, then succeeds: the shape of a
@@ -1033,4 +1037,5 @@ async fn cleanup_deletes_old_finished_jobs_and_expired_idempotency_records_but_k
         vec![records[1].id],
         "only the expired idempotency record is gone"
     );
+    app.allow_leftover_jobs();
 }

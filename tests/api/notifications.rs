@@ -237,6 +237,7 @@ async fn a_retried_delivery_does_not_record_twice() {
     let retry = JobServices::from_state(&app.state).context(ctx.job_id, 2, Uuid::new_v4());
     job.run(&retry).await.unwrap();
     assert_eq!(count_of(&app, user.id, "order.shipped").await, 1);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -357,6 +358,7 @@ async fn unread_counts_and_has_new_follow_reads() {
         .unwrap();
     assert_eq!(missing_since.status(), 400);
     problem(missing_since).await;
+    app.drain_jobs().await;
 }
 
 fn urlencode(text: &str) -> String {
@@ -396,6 +398,7 @@ async fn another_users_notification_is_404_and_stays_unread() {
             .len(),
         0
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -440,6 +443,7 @@ async fn read_notifications_past_retention_are_cleaned_up_and_unread_ones_stay()
     assert!(!left.contains(&old_read));
     assert!(left.contains(&old_unread));
     assert!(left.contains(&recent_read));
+    app.drain_jobs().await;
 }
 
 /// A minimal Server-Sent Events reader.
@@ -625,6 +629,7 @@ async fn a_reconnecting_stream_gets_what_it_missed_and_nothing_twice() {
         stream.next(Duration::from_millis(500)).await.is_none(),
         "nothing else"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -656,6 +661,7 @@ async fn a_stream_ends_when_its_session_is_revoked_and_sends_keep_alives_meanwhi
         app.state.notifications.listeners() == 0
     })
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]

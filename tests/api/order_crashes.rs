@@ -289,6 +289,7 @@ async fn a_checkout_killed_before_its_payment_intent_resumes_with_the_same_key_a
         .up_to_n_times(1)
         .mount(&stripe)
         .await;
+    mount_customers(&stripe).await;
     let settings = stripe_settings(&stripe.uri());
     let shop = shop(spawn_app_with(&pairs(&settings)).await).await;
     let app = &shop.app;
@@ -371,6 +372,7 @@ async fn a_checkout_killed_before_its_payment_intent_resumes_with_the_same_key_a
         2,
         "a replay asks nobody"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,6 +452,7 @@ async fn a_provider_outage_during_checkout_leaves_no_order_and_no_stock_held() {
 
     // Stripe is back: the same key goes through.
     stripe.reset().await;
+    mount_customers(&stripe).await;
     intent_creates()
         .respond_with(intent_created(3 * PRICE))
         .mount(&stripe)
@@ -462,4 +465,5 @@ async fn a_provider_outage_during_checkout_leaves_no_order_and_no_stock_held() {
     assert_eq!(orders_of(app, shop.buyer.id).await.len(), 1);
     assert_eq!(app.stock_of(shop.item_id).await, STOCK - 3);
     assert_eq!(intent_requests(&stripe).await.len(), 1);
+    app.drain_jobs().await;
 }

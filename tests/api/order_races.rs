@@ -194,6 +194,7 @@ async fn two_hundred_concurrent_orders_for_fifty_in_stock_sell_exactly_fifty() {
         .map(|line| line.quantity)
         .sum();
     assert_eq!(sold, 50);
+    app.drain_jobs().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -454,6 +455,7 @@ async fn twenty_concurrent_requests_with_one_idempotency_key_make_one_order_and_
     assert_eq!(orders_count(&app).await, 1);
     assert_eq!(app.simulated().payment_intent_count(), 1);
     assert_eq!(app.stock_of(item_id).await, 28);
+    app.drain_jobs().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

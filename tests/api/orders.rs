@@ -227,6 +227,7 @@ async fn a_refund_from_each_allowed_status_follows_its_restock_rule() {
         );
     }
     assert_eq!(shop.app.simulated().refund_count(), 6);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -302,6 +303,7 @@ async fn every_transition_the_life_cycle_lacks_is_a_409_problem() {
             assert_eq!(problem(response).await["code"], "invalid_transition");
         }
     }
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -347,6 +349,7 @@ async fn the_generic_status_patch_performs_the_transition_with_its_effects() {
         .unwrap();
     assert!(matches!(unknown.status().as_u16(), 400 | 422));
     problem(unknown).await;
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -457,6 +460,7 @@ async fn payment_events_in_any_order_and_any_number_of_times_leave_one_outcome()
         1,
     );
     assert_eq!(shop.app.send_webhook(&foreign).await.status(), 200);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -526,6 +530,7 @@ async fn a_webhook_with_a_bad_or_missing_signature_is_refused_and_stores_nothing
         .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(problem(response).await["code"], "invalid_event");
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -563,4 +568,5 @@ async fn reconciliation_pays_an_order_whose_webhook_was_lost() {
     let view = shop.app.staff_order(&shop.admin, &id).await;
     assert_eq!(view["status"], "PAID");
     assert_eq!(view["timeline"][1]["actor"], "job");
+    shop.app.drain_jobs().await;
 }

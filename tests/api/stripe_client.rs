@@ -1087,6 +1087,7 @@ async fn a_declined_refund_fails_its_job_at_once_and_marks_the_refund_failed() {
         view["payment"]["status"], "succeeded",
         "the money was not returned"
     );
+    app.expect_leftover_jobs(&["order.refund"]);
 }
 
 #[tokio::test]
@@ -1127,4 +1128,5 @@ async fn a_second_declined_refund_is_recorded_failed_too() {
         let view = app.staff_order(&shop.admin, id).await;
         assert_eq!(view["refunds"][0]["status"], "failed", "order {id}");
     }
+    app.expect_leftover_jobs(&["order.refund"]);
 }
