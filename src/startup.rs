@@ -38,7 +38,16 @@ use crate::{
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
 /// Connects everything the configuration names and applies migrations.
-pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    build_state_with_clock(config, db::Clock::real()).await
+}
+
+/// [`build_state`] deciding due-ness and deadlines by `clock` (tests pass a
+/// manual one).
+pub async fn build_state_with_clock(
+    mut config: Config,
+    clock: db::Clock,
+) -> anyhow::Result<AppState> {
     resolve_development_secrets(&mut config)?;
     let mut db = Database::connect(&config)
         .await
@@ -59,6 +68,7 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
                 .context("reconnecting to the database")?;
         }
     }
+    let db = db.with_clock(clock);
     let kv = match &config.redis_url {
         Some(url) => Some(Kv::connect(url, &config.redis_key_prefix).context("REDIS_URL")?),
         None => None,

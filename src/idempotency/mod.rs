@@ -98,10 +98,10 @@ pub async fn claim(
     // A few rounds at most: each retry follows a concurrent change (an
     // expiry, a release, a takeover) that moved the record on.
     for _ in 0..4 {
-        let now = crate::db::now();
+        let now = db.now();
         // The usual case, a new key, is this one statement, committed on its
         // own; only a key seen before needs the transaction below.
-        let fresh = NewRecord::new(&scope, key, fingerprint, lease);
+        let fresh = NewRecord::new(&scope, key, fingerprint, lease, now);
         if fresh.insert(&*db.single_write().await?).await? {
             return Ok(Claimed::Proceed(fresh.into_claim(db, false)));
         }
@@ -170,7 +170,7 @@ pub async fn claim_in<C: ConnectionTrait>(
     lease: Duration,
 ) -> Result<Option<Claim>, IdempotencyError> {
     let scope = key.scope(caller);
-    let fresh = NewRecord::new(&scope, key, fingerprint, lease);
+    let fresh = NewRecord::new(&scope, key, fingerprint, lease, db.now());
     Ok(if fresh.insert(txn).await? {
         Some(fresh.into_claim(db, true))
     } else {
@@ -187,8 +187,14 @@ struct NewRecord {
 }
 
 impl NewRecord {
-    fn new(scope: &str, key: &IdempotencyKey, fingerprint: &str, lease: Duration) -> Self {
-        let now = crate::db::now();
+    /// Claimed at `now`, by the database's clock.
+    fn new(
+        scope: &str,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        lease: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
         let record_id = crate::db::new_id();
         let lease_token = crate::db::new_id();
         let locked_until = now + chrono::Duration::from_std(lease).unwrap_or_default();

@@ -18,17 +18,20 @@ impl Job for Cleanup {
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let txn = ctx.db.begin_write().await?;
-        let records = delete_expired(&*txn).await?;
+        let records = delete_expired(&*txn, ctx.db.now()).await?;
         txn.commit().await?;
         tracing::info!(idempotency_records.deleted = records, "cleanup done");
         Ok(())
     }
 }
 
-/// Removes records past their retention.
-pub async fn delete_expired<C: ConnectionTrait>(conn: &C) -> Result<u64, sea_orm::DbErr> {
+/// Removes records that expired before `now`.
+pub async fn delete_expired<C: ConnectionTrait>(
+    conn: &C,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, sea_orm::DbErr> {
     Ok(Records::delete_many()
-        .filter(record::Column::ExpiresAt.lt(crate::db::now()))
+        .filter(record::Column::ExpiresAt.lt(now))
         .exec(conn)
         .await?
         .rows_affected)

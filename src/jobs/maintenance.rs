@@ -21,7 +21,7 @@ impl Job for Cleanup {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let retention = chrono::Duration::from_std(ctx.config.job_retention)
             .unwrap_or(chrono::Duration::days(7));
-        let jobs = store::delete_finished_before(&ctx.db, crate::db::now() - retention).await?;
+        let jobs = store::delete_finished_before(&ctx.db, ctx.db.now() - retention).await?;
         tracing::info!(jobs.deleted = jobs, "cleanup done");
         Ok(())
     }

@@ -205,12 +205,6 @@ impl NewJob {
         self
     }
 
-    /// Runs no earlier than `delay` from now.
-    pub fn after(self, delay: Duration) -> Self {
-        let at = crate::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        self.at(at)
-    }
-
     /// Overrides the kind's unique key.
     pub fn unique(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
@@ -245,7 +239,7 @@ pub async fn enqueue_many(
     txn: &WriteTxn,
     jobs: impl IntoIterator<Item = NewJob>,
 ) -> Result<Vec<Enqueued>, DbErr> {
-    let now = crate::db::now();
+    let now = txn.now();
     let correlation_id = crate::telemetry::current_correlation_id();
     let mut written = Vec::new();
     let mut rows: Vec<job::ActiveModel> = Vec::new();

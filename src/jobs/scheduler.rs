@@ -55,7 +55,7 @@ pub async fn fire(
 pub async fn run(db: Database, periodics: Vec<Periodic>, stop: CancellationToken) {
     let mut fired: HashMap<&'static str, i64> = HashMap::new();
     loop {
-        let now = crate::db::now();
+        let now = db.now();
         let mut sleep = Duration::from_secs(60);
         for periodic in &periodics {
             let tick = tick_of(now, periodic.every);

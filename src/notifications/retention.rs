@@ -16,7 +16,7 @@ impl Job for Cleanup {
     const QUEUE: Queue = Queue::Maintenance;
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let before = crate::db::now()
+        let before = ctx.db.now()
             - chrono::Duration::from_std(ctx.config.notification_retention)
                 .unwrap_or(chrono::Duration::days(30));
         let txn = ctx.db.begin_write().await?;

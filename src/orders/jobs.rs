@@ -143,7 +143,7 @@ impl Job for Expire {
         if order.status != OrderStatus::Pending {
             return Ok(());
         }
-        settle_pending(ctx, &order, crate::db::now().max(order.expires_at)).await
+        settle_pending(ctx, &order, ctx.db.now().max(order.expires_at)).await
     }
 }
 

@@ -306,7 +306,7 @@ async fn reserve(
     let order_id = crate::db::new_id();
     let timeout = chrono::Duration::from_std(state.config.order_payment_timeout)
         .unwrap_or(chrono::Duration::minutes(30));
-    let expires_at = crate::db::now() + timeout;
+    let expires_at = txn.now() + timeout;
     let currency = state.config.shop_currency.clone();
     let mut record = queries::insert(
         &*txn,

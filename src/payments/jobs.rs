@@ -225,7 +225,7 @@ impl Job for Reconcile {
     const QUEUE: Queue = Queue::Payments;
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let now = crate::db::now();
+        let now = ctx.db.now();
         let older = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or_default();
         let asked_before = older(
             ctx.config

@@ -22,8 +22,8 @@ impl Job for EventsCleanup {
     const QUEUE: Queue = Queue::Maintenance;
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let before = crate::db::now()
-            - chrono::Duration::from_std(PAYMENT_EVENT_RETENTION).unwrap_or_default();
+        let before =
+            ctx.db.now() - chrono::Duration::from_std(PAYMENT_EVENT_RETENTION).unwrap_or_default();
         let txn = ctx.db.begin_write().await?;
         let events = super::events::delete_events_before(&*txn, before).await?;
         txn.commit().await?;

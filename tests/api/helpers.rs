@@ -165,7 +165,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
     let config = Config::from_pairs(pairs).expect("test configuration");
-    let state = startup::build_state(config)
+    // A manual clock: tests of deadlines advance it instead of sleeping.
+    let state = startup::build_state_with_clock(config, dispatch::db::Clock::manual())
         .await
         .expect("application state");
 
@@ -229,7 +230,7 @@ impl Drop for TestApp {
                 .map(|(_, url)| url.clone())
                 .expect("DATABASE_URL");
             let allowed = std::mem::take(self.leftovers.get_mut());
-            (url, allowed)
+            (url, allowed, self.state.db.now())
         });
         let database = std::mem::replace(&mut self.database, TestDatabase::Sqlite);
         let redis = self.redis_prefix.take();
@@ -244,7 +245,7 @@ impl Drop for TestApp {
             runtime.block_on(async move {
                 // Before the database goes: what did the test leave?
                 let leftovers = match check {
-                    Some((url, allowed)) => leftover_jobs(&url, &allowed).await,
+                    Some((url, allowed, now)) => leftover_jobs(&url, &allowed, now).await,
                     None => Vec::new(),
                 };
                 if let TestDatabase::Postgres { server_url, name } = database
@@ -287,7 +288,12 @@ impl Drop for TestApp {
 
 /// The jobs left in the database at `url` that `allowed` does not cover,
 /// one line each (see the module's documentation for the rule).
-async fn leftover_jobs(url: &str, allowed: &Leftovers) -> Vec<String> {
+/// `now` is the app's clock's.
+async fn leftover_jobs(
+    url: &str,
+    allowed: &Leftovers,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
     use dispatch::jobs::model::job::{self, JobState};
     use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
     if matches!(allowed, Leftovers::Any) {
@@ -302,7 +308,7 @@ async fn leftover_jobs(url: &str, allowed: &Leftovers) -> Vec<String> {
         .add(
             Condition::all()
                 .add(job::Column::State.eq(JobState::Scheduled))
-                .add(job::Column::RunAt.lte(dispatch::db::now())),
+                .add(job::Column::RunAt.lte(now)),
         );
     let jobs = match job::Entity::find().filter(unfinished).all(&db).await {
         Ok(jobs) => jobs,
@@ -627,6 +633,13 @@ impl TestApp {
         .await;
     }
 
+    /// Moves the app's clock forward by `by` (see `dispatch::db::Clock`):
+    /// whatever falls due meanwhile (jobs, leases, order expiry, retention)
+    /// is due at once, without waiting.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.state.db.clock().advance(by);
+    }
+
     /// Declares that the test leaves jobs of these kinds unfinished (or
     /// failed) on purpose: the leftover-jobs check lets them through.
     pub fn expect_leftover_jobs(&self, kinds: &[&str]) {
@@ -687,7 +700,7 @@ impl TestApp {
                         JobState::Available,
                         JobState::Running,
                     ]))
-                    .filter(job::Column::RunAt.lte(dispatch::db::now()))
+                    .filter(job::Column::RunAt.lte(db.now()))
                     .count(db.conn())
                     .await
                     .is_ok_and(|n| n == 0)

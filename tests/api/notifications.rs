@@ -579,6 +579,8 @@ async fn a_stream_receives_a_notification_recorded_by_a_job_in_another_process_o
         format!("Your order {order} is on its way.")
     );
     assert_eq!(event.0.id.as_deref(), event.1["id"].as_str());
+    // The rest of the jobs (registration's) finish before the worker goes.
+    app.wait_for_jobs_idle().await;
     if let Some(worker) = worker.as_mut() {
         worker.kill().await.unwrap();
     }

@@ -535,10 +535,13 @@ async fn a_webhook_with_a_bad_or_missing_signature_is_refused_and_stores_nothing
 
 #[tokio::test]
 async fn an_unpaid_order_expires_releasing_its_stock_and_canceling_its_payment_intent() {
-    let shop = shop(spawn_app_with_workers(&[("ORDER_PAYMENT_TIMEOUT", "1s")]).await).await;
+    let shop = shop(spawn_app_with_workers(&[]).await).await;
     let lamp = item(&shop, 900, 2).await;
     let id = id_of(&shop.app.placed_order(&shop.buyer, &[(lamp, 2)]).await);
     assert_eq!(shop.app.stock_of(lamp).await, 0);
+    // The payment timeout passes (on the app's clock).
+    shop.app
+        .advance_clock(shop.app.state.config.order_payment_timeout + Duration::from_secs(1));
     shop.app.wait_for_order_status(&id, "CANCELED").await;
     assert_eq!(shop.app.stock_of(lamp).await, 2);
     shop.app.wait_for_jobs_idle().await;
@@ -556,13 +559,20 @@ async fn an_unpaid_order_expires_releasing_its_stock_and_canceling_its_payment_i
 
 #[tokio::test]
 async fn reconciliation_pays_an_order_whose_webhook_was_lost() {
-    let shop = shop(spawn_app_with(&[("PAYMENT_RECONCILE_AFTER", "1ms")]).await).await;
+    let shop = shop(spawn_app_with(&[]).await).await;
     let lamp = item(&shop, 800, 2).await;
     let id = id_of(&shop.app.placed_order(&shop.buyer, &[(lamp, 1)]).await);
     let intent = shop.app.intent_of(&id).await;
     // Paid at the provider; its webhook is lost.
     shop.app.simulated().confirm_without_webhook(&intent).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Long enough ago for reconciliation to ask the provider (on the app's clock).
+    let config = &shop.app.state.config;
+    shop.app.advance_clock(
+        config
+            .payment_reconcile_after
+            .max(config.order_recovery_after)
+            + Duration::from_secs(1),
+    );
     let ctx = JobServices::from_state(&shop.app.state).context(Uuid::new_v4(), 1, Uuid::new_v4());
     Reconcile::default().run(&ctx).await.unwrap();
     let view = shop.app.staff_order(&shop.admin, &id).await;

@@ -47,7 +47,7 @@ pub async fn claim(
     owner: Uuid,
     lease: Duration,
 ) -> Result<Claimed, DbErr> {
-    let now = crate::db::now();
+    let now = db.now();
     // The pause flag is read by the claiming statement itself (one round
     // trip less than asking first, and no gap between asking and claiming).
     let paused = Query::select()

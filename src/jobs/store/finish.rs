@@ -85,7 +85,7 @@ pub async fn complete_many(
     if jobs.is_empty() {
         return Ok(done);
     }
-    let now = crate::db::now();
+    let now = db.now();
     if db.is_postgres() {
         // One statement whatever the batch size (so one prepared statement),
         // with each row's own fence, committed on its own. `j.id = ANY(…)`
@@ -150,7 +150,7 @@ pub async fn retry(
     error: &str,
     run_at: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let now = crate::db::now();
+    let now = db.now();
     let txn = db.begin_write().await?;
     let queue = Queue::parse(&job.queue).unwrap_or(Queue::Maintenance);
     let state = crate::jobs::state_for(run_at, now);
@@ -181,7 +181,7 @@ pub async fn fail(
     error: &str,
     compensation: Option<NewJob>,
 ) -> Result<bool, DbErr> {
-    let now = crate::db::now();
+    let now = db.now();
     let txn = db.begin_write().await?;
     let done = fenced(Jobs::update_many(), job.id, job.attempt, owner)
         .col_expr(job::Column::State, Expr::value(JobState::Failed))

@@ -30,7 +30,7 @@ pub async fn heartbeat(
     if jobs.is_empty() {
         return Ok(0);
     }
-    let now = crate::db::now();
+    let now = db.now();
     let txn = db.begin_write().await?;
     let mine = Query::select()
         .column(job::Column::Id)
@@ -56,11 +56,12 @@ pub async fn heartbeat(
 /// Running jobs whose lease has expired: their worker died or hung.
 pub async fn expired_leases<C: ConnectionTrait>(
     conn: &C,
+    now: chrono::DateTime<chrono::Utc>,
     limit: u64,
 ) -> Result<Vec<job::Model>, DbErr> {
     Jobs::find()
         .filter(state_is(JobState::Running))
-        .filter(job::Column::LeaseExpiresAt.lt(crate::db::now()))
+        .filter(job::Column::LeaseExpiresAt.lt(now))
         .order_by_asc(job::Column::LeaseExpiresAt)
         .limit(limit)
         .all(conn)

@@ -68,7 +68,7 @@ pub async fn announce(txn: &WriteTxn, queue: Queue) -> Result<(), DbErr> {
 /// announces their queues; returns those queues. One statement, so the
 /// stagers of several processes may run it at once: a job moves once.
 pub async fn promote_scheduled(db: &Database) -> Result<Vec<Queue>, DbErr> {
-    let now = crate::db::now();
+    let now = db.now();
     let promote = Query::update()
         .table(Jobs)
         .value(job::Column::State, JobState::Available.as_str())
@@ -144,7 +144,7 @@ pub async fn set_paused(db: &Database, queue: Queue, paused: bool) -> Result<(),
     JobQueues::insert(job_queue::ActiveModel {
         queue: Set(queue.as_str().to_owned()),
         paused: Set(paused),
-        updated_at: Set(crate::db::now()),
+        updated_at: Set(db.now()),
     })
     .on_conflict(
         OnConflict::column(job_queue::Column::Queue)

@@ -117,6 +117,8 @@ pub(super) async fn fetch_loop(
             _ = stop.cancelled() => return,
             _ = &mut notified => {}
             _ = tokio::time::sleep(wait) => {}
+            // A test moved the clock: what was not due may be now.
+            () = shared.db.clock().advanced() => {}
         }
     }
 }
@@ -130,7 +132,7 @@ async fn until_next_due(shared: &Shared, queue: Queue, known: store::NextDue) ->
         store::NextDue::Unknown => store::next_due(shared.db.conn(), queue).await,
     };
     match next {
-        Ok(Some(at)) => (at - crate::db::now())
+        Ok(Some(at)) => (at - shared.db.now())
             .to_std()
             .unwrap_or(Duration::ZERO)
             .min(poll),

@@ -227,7 +227,7 @@ async fn release_all(db: &Database, owner: Uuid) -> Result<u64, DbErr> {
             job::Column::LeaseExpiresAt,
             Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
         )
-        .col_expr(job::Column::RunAt, Expr::value(crate::db::now()))
+        .col_expr(job::Column::RunAt, Expr::value(db.now()))
         .filter(job::Column::State.eq(JobState::Running))
         .filter(job::Column::LeaseOwner.eq(owner))
         .exec(&*txn)

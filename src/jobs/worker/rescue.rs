@@ -18,18 +18,20 @@ pub(super) async fn rescue_loop(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
+            // A test moved the clock: leases may have run out.
+            () = shared.db.clock().advanced() => {}
         }
     }
 }
 
 async fn rescue_expired(shared: &Shared) -> Result<(), DbErr> {
-    for job in store::expired_leases(shared.db.conn(), 100).await? {
+    for job in store::expired_leases(shared.db.conn(), shared.db.now(), 100).await? {
         let Some(owner) = job.lease_owner else {
             continue;
         };
         let error = "lease expired: the worker stopped responding";
         let rescued = if job.attempt < job.max_attempts {
-            store::retry(&shared.db, &job, owner, error, crate::db::now()).await?
+            store::retry(&shared.db, &job, owner, error, shared.db.now()).await?
         } else {
             let compensation = shared.registry.compensation(&job.kind, &job.payload);
             store::fail(&shared.db, &job, owner, error, compensation).await?

@@ -158,7 +158,7 @@ async fn finish(
                 .options(&job.kind)
                 .backoff
                 .delay(job.attempt);
-            let run_at = crate::db::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let run_at = shared.db.now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed; will retry");
             let result = store::retry(&shared.db, job, owner, &error, run_at)
                 .await
