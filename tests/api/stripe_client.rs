@@ -1087,6 +1087,7 @@ async fn a_declined_refund_fails_its_job_at_once_and_marks_the_refund_failed() {
         view["payment"]["status"], "succeeded",
         "the money was not returned"
     );
+    app.drain_jobs().await;
     app.expect_leftover_jobs(&["order.refund"]);
 }
 
@@ -1128,5 +1129,6 @@ async fn a_second_declined_refund_is_recorded_failed_too() {
         let view = app.staff_order(&shop.admin, id).await;
         assert_eq!(view["refunds"][0]["status"], "failed", "order {id}");
     }
+    app.drain_jobs().await;
     app.expect_leftover_jobs(&["order.refund"]);
 }
