@@ -165,6 +165,7 @@ async fn each_event_of_an_order_is_recorded_once_with_its_text_in_both_languages
         status_changed["message"],
         format!("Seu pedido {third} agora está enviado.")
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -220,6 +221,7 @@ async fn a_failed_order_notifies_order_failed_once() {
     assert_eq!(count_of(&app, buyer.id, "order.failed").await, 1);
     assert_eq!(count_of(&app, buyer.id, "order.refunded").await, 0);
     workers.shutdown().await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -584,6 +586,7 @@ async fn a_stream_receives_a_notification_recorded_by_a_job_in_another_process_o
     if let Some(worker) = worker.as_mut() {
         worker.kill().await.unwrap();
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -687,4 +690,5 @@ async fn the_stream_keeps_delivering_while_redis_is_down() {
         body["message"],
         format!("Your order {order} is on its way.")
     );
+    app.drain_jobs().await;
 }

@@ -402,6 +402,7 @@ async fn an_abandoned_checkout_expires_and_releases_its_stock() {
         "nothing asked Stripe again for an abandoned order"
     );
     assert_eq!(app.stock_of(shop.item_id).await, STOCK);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]

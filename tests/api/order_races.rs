@@ -276,6 +276,7 @@ async fn fifty_concurrent_deliveries_of_one_succeeded_event_pay_the_order_once()
         payment_row(&app, order_id).await.status,
         PaymentStatus::Succeeded
     );
+    app.drain_jobs().await;
 }
 
 /// How a canceled-or-paid order ended once every job has run.
@@ -404,6 +405,7 @@ async fn cancel_racing_payment_success_never_leaves_a_charge_on_a_canceled_order
         u64::try_from(refunded).unwrap(),
         "one provider refund per refunded order"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -511,4 +513,5 @@ async fn two_concurrent_refunds_of_one_order_refund_once() {
     );
     assert_eq!(app.simulated().refund_count(), 1);
     assert_eq!(app.stock_of(item_id).await, 3, "the goods never left");
+    app.drain_jobs().await;
 }

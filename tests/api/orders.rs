@@ -143,6 +143,7 @@ async fn an_order_goes_from_pending_to_delivered_over_http_and_signed_webhooks()
         .await
         .unwrap();
     assert_eq!(public["stock"], 7);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -169,6 +170,7 @@ async fn a_declined_payment_cancels_the_order_and_restores_its_stock() {
         shop.app.simulated().payment_intent(&intent).unwrap().status,
         dispatch::payments::gateway::IntentStatus::Canceled
     );
+    shop.app.drain_jobs().await;
 }
 
 /// Refund from each allowed status: (status, restock flag, stock comes back).
@@ -378,6 +380,7 @@ async fn canceling_a_paid_order_restocks_and_refunds_it() {
     assert_eq!(view["refunds"][0]["reason"], "out of paint");
     assert_eq!(view["payment"]["status"], "refunded");
     assert_eq!(shop.app.simulated().refund_count(), 1);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -410,6 +413,7 @@ async fn a_payment_that_lands_on_a_canceled_order_is_refunded_automatically() {
     assert_eq!(view["payment"]["status"], "refunded");
     assert_eq!(shop.app.stock_of(lamp).await, 3);
     assert_eq!(shop.app.simulated().refund_count(), 1);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -555,6 +559,7 @@ async fn an_unpaid_order_expires_releasing_its_stock_and_canceling_its_payment_i
     assert_eq!(last["actor"], "system");
     assert_eq!(last["reason"], "payment_timeout");
     assert_eq!(view["payment"]["status"], "canceled");
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]

@@ -1033,6 +1033,7 @@ async fn an_order_lives_from_placement_to_refund_through_the_stripe_client() {
         8,
         "delivered goods refunded without restock stay out of stock"
     );
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
