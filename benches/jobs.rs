@@ -21,7 +21,7 @@ use dispatch::{
         self, NewJob, Queue,
         diagnostics::Noop,
         model::job::{self, Entity as Jobs, JobState},
-        registry::{JobServices, Registry},
+        registry::JobServices,
         worker::{WorkerPool, WorkerSettings},
     },
 };
@@ -202,7 +202,7 @@ fn start_pool(state: &dispatch::state::AppState, concurrency: usize) -> WorkerPo
     }
     WorkerPool::start(
         JobServices::from_state(state),
-        Registry::standard(),
+        dispatch::startup::job_registry(),
         settings,
     )
 }

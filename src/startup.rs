@@ -22,7 +22,7 @@ use crate::{
     db::{self, Database},
     http::{extract::TrustForwardedFor, health, middleware as mw, openapi},
     jobs::{
-        maintenance,
+        diagnostics, maintenance,
         registry::{JobServices, Registry},
         scheduler::{self, Periodic},
         worker::{WorkerPool, WorkerSettings},
@@ -38,7 +38,16 @@ use crate::{
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
 /// Connects everything the configuration names and applies migrations.
-pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    build_state_with_clock(config, db::Clock::real()).await
+}
+
+/// [`build_state`] deciding due-ness and deadlines by `clock` (tests pass a
+/// manual one).
+pub async fn build_state_with_clock(
+    mut config: Config,
+    clock: db::Clock,
+) -> anyhow::Result<AppState> {
     resolve_development_secrets(&mut config)?;
     let mut db = Database::connect(&config)
         .await
@@ -59,6 +68,7 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
                 .context("reconnecting to the database")?;
         }
     }
+    let db = db.with_clock(clock);
     let kv = match &config.redis_url {
         Some(url) => Some(Kv::connect(url, &config.redis_key_prefix).context("REDIS_URL")?),
         None => None,
@@ -202,13 +212,9 @@ impl Workers {
         }
     }
 
-    /// The standard job kinds and periodic jobs.
+    /// Every job kind and periodic job Dispatch ships with.
     pub fn start_standard(state: &AppState) -> Self {
-        Self::start(
-            state,
-            Registry::standard(),
-            maintenance::standard_schedule(),
-        )
+        Self::start(state, job_registry(), job_schedule())
     }
 
     pub fn owner(&self) -> uuid::Uuid {
@@ -221,6 +227,46 @@ impl Workers {
         let _ = self.scheduler.await;
         self.pool.shutdown().await;
     }
+}
+
+/// Every job kind Dispatch runs. The queue (`jobs`) knows none of them: each
+/// domain defines its kinds, and this composition root lists them.
+pub fn job_registry() -> Registry {
+    use crate::{idempotency, notifications, orders, payments};
+    Registry::default()
+        // The queue's own.
+        .with::<maintenance::Cleanup>()
+        .with::<diagnostics::Noop>()
+        .with::<diagnostics::Probe>()
+        // Orders.
+        .with::<orders::jobs::Process>()
+        .with::<orders::jobs::ProcessingFailed>()
+        .with::<orders::jobs::Expire>()
+        // Payments.
+        .with::<payments::customer_sync::CustomerSync>()
+        .with::<payments::jobs::CancelPayment>()
+        .with::<payments::jobs::Refund>()
+        .with::<payments::jobs::Reconcile>()
+        .with::<payments::retention::EventsCleanup>()
+        // Notifications.
+        .with::<notifications::deliver::Deliver>()
+        .with::<notifications::retention::Cleanup>()
+        // Shared infrastructure with tables of its own.
+        .with::<idempotency::retention::Cleanup>()
+}
+
+/// The periodic jobs: reconciliation every minute, and every table's
+/// retention every hour.
+pub fn job_schedule() -> Vec<Periodic> {
+    use crate::{idempotency, notifications, payments};
+    const HOURLY: Duration = Duration::from_secs(3600);
+    vec![
+        Periodic::of::<maintenance::Cleanup>(HOURLY),
+        Periodic::of::<payments::jobs::Reconcile>(Duration::from_secs(60)),
+        Periodic::of::<payments::retention::EventsCleanup>(HOURLY),
+        Periodic::of::<notifications::retention::Cleanup>(HOURLY),
+        Periodic::of::<idempotency::retention::Cleanup>(HOURLY),
+    ]
 }
 
 /// The Prometheus recorder needs periodic upkeep to drain its histograms.

@@ -16,8 +16,11 @@
 //! permit is taken before a pooled connection, so a task holding a connection
 //! never waits for the permit and the pool cannot deadlock.
 
+mod clock;
 pub mod listen;
 pub mod migrations;
+
+pub use self::clock::Clock;
 
 use std::{
     path::PathBuf,
@@ -65,8 +68,8 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Connections of the PostgreSQL pool for unflushed commits (job
 /// completions, written by one task per worker pool, and job handlers'
-/// writes that may be lost with their job's success, such as
-/// `notification.deliver`).
+/// writes that may be lost with their job's success, such as a
+/// notification's delivery).
 const UNFLUSHED_CONNECTIONS: u32 = 4;
 
 /// A pool of connections to SQLite or PostgreSQL.
@@ -83,6 +86,8 @@ pub struct Database {
     committed: Arc<CommitSignals>,
     /// PostgreSQL channels this process listens to ([`Database::listen`]).
     channels: Arc<listen::Channels>,
+    /// The time due-ness and deadlines are decided by.
+    clock: Clock,
 }
 
 /// How many independent commit signals a database offers: topics are
@@ -128,6 +133,7 @@ pub struct WriteTxn {
     committed: Arc<CommitSignals>,
     /// Bit set of the topics to signal once committed.
     notify_on_commit: AtomicU32,
+    clock: Clock,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -157,6 +163,11 @@ impl std::ops::Deref for SingleWrite<'_> {
 }
 
 impl WriteTxn {
+    /// Now, by the clock of the database this transaction writes to.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await?;
         self.committed
@@ -212,6 +223,7 @@ impl Database {
                 unflushed: Some(unflushed),
                 committed: Arc::default(),
                 channels: Arc::default(),
+                clock: Clock::real(),
             })
         }
     }
@@ -247,10 +259,28 @@ impl Database {
             unflushed: None,
             committed: Arc::default(),
             channels: Arc::default(),
+            clock: Clock::real(),
         })
     }
 
     /// The pool, for reads outside a transaction.
+    /// Decides due-ness and deadlines by `clock` from now on.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock due-ness and deadlines are decided by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now, by [`Database::clock`].
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     pub fn conn(&self) -> &DatabaseConnection {
         &self.connection
     }
@@ -313,6 +343,7 @@ impl Database {
             _writer: writer,
             committed: Arc::clone(&self.committed),
             notify_on_commit: AtomicU32::new(0),
+            clock: self.clock.clone(),
         })
     }
 

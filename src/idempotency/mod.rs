@@ -13,16 +13,19 @@
 //! the key over. Completion is fenced by the lease token, so a request whose
 //! lease was taken over cannot also complete.
 //!
-//! Records live 24 hours; the maintenance job removes expired ones.
+//! Records live 24 hours; `idempotency.cleanup` (`retention`) removes expired ones.
 
+mod key;
 pub mod record;
+pub mod retention;
+
+pub use self::key::IdempotencyKey;
 
 use std::time::Duration;
 
 use axum::{
     Json,
-    extract::{FromRequestParts, MatchedPath},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header, request::Parts},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use sea_orm::{
@@ -33,63 +36,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use self::record::{Entity as Records, RecordState};
-use crate::{
-    db::Database,
-    http::error::{ApiError, FieldIssue},
-};
+use crate::{db::Database, http::error::ApiError};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// How long a finished request's response is kept for replays.
 pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The `Idempotency-Key` header (required) with the method and route it came
-/// with.
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey {
-    pub key: String,
-    method: Method,
-    route: String,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts.headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
-            ApiError::bad_request("Idempotency-Key", FieldIssue::new("required"))
-                .with_code("idempotency_key_required")
-        })?;
-        let key = value
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "Idempotency-Key",
-                    FieldIssue::new("invalid_idempotency_key"),
-                )
-            })?;
-        let route = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-        Ok(Self {
-            key: key.to_owned(),
-            method: parts.method.clone(),
-            route,
-        })
-    }
-}
-
-impl IdempotencyKey {
-    fn scope(&self, caller: Option<Uuid>) -> String {
-        let caller = caller.map_or_else(|| "anonymous".to_owned(), |id| id.to_string());
-        format!("{caller} {} {}", self.method, self.route)
-    }
-}
 
 /// What a request may do with its key.
 pub enum Claimed {
@@ -145,10 +98,10 @@ pub async fn claim(
     // A few rounds at most: each retry follows a concurrent change (an
     // expiry, a release, a takeover) that moved the record on.
     for _ in 0..4 {
-        let now = crate::db::now();
+        let now = db.now();
         // The usual case, a new key, is this one statement, committed on its
         // own; only a key seen before needs the transaction below.
-        let fresh = NewRecord::new(&scope, key, fingerprint, lease);
+        let fresh = NewRecord::new(&scope, key, fingerprint, lease, now);
         if fresh.insert(&*db.single_write().await?).await? {
             return Ok(Claimed::Proceed(fresh.into_claim(db, false)));
         }
@@ -217,7 +170,7 @@ pub async fn claim_in<C: ConnectionTrait>(
     lease: Duration,
 ) -> Result<Option<Claim>, IdempotencyError> {
     let scope = key.scope(caller);
-    let fresh = NewRecord::new(&scope, key, fingerprint, lease);
+    let fresh = NewRecord::new(&scope, key, fingerprint, lease, db.now());
     Ok(if fresh.insert(txn).await? {
         Some(fresh.into_claim(db, true))
     } else {
@@ -234,8 +187,14 @@ struct NewRecord {
 }
 
 impl NewRecord {
-    fn new(scope: &str, key: &IdempotencyKey, fingerprint: &str, lease: Duration) -> Self {
-        let now = crate::db::now();
+    /// Claimed at `now`, by the database's clock.
+    fn new(
+        scope: &str,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        lease: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
         let record_id = crate::db::new_id();
         let lease_token = crate::db::new_id();
         let locked_until = now + crate::duration::to_delta(lease);
@@ -448,15 +407,6 @@ pub async fn release_resource<C: ConnectionTrait>(
     Ok(Records::delete_many()
         .filter(record::Column::ResourceId.eq(resource_id))
         .filter(record::Column::State.eq(RecordState::InFlight))
-        .exec(conn)
-        .await?
-        .rows_affected)
-}
-
-/// Removes records past their retention (called by the maintenance job).
-pub async fn delete_expired<C: ConnectionTrait>(conn: &C) -> Result<u64, sea_orm::DbErr> {
-    Ok(Records::delete_many()
-        .filter(record::Column::ExpiresAt.lt(crate::db::now()))
         .exec(conn)
         .await?
         .rows_affected)

@@ -1,17 +1,15 @@
-//! The maintenance job (retention of finished jobs, expired idempotency
-//! records and old webhook events) and the schedule of periodic jobs.
-
-use std::time::Duration;
+//! The queue's own retention: `maintenance.cleanup` deletes finished jobs.
+//! Each domain owns the retention of its tables (`payments::retention`,
+//! `notifications::retention`, `idempotency::retention`); the composition
+//! root (`startup`) schedules them all.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError, NewJob, Queue, scheduler::Periodic, store};
+use super::{Job, JobContext, JobError, Queue, store};
 
-/// Deletes succeeded/discarded jobs older than `JOB_RETENTION`, idempotency
-/// records past their 24 h, webhook event ids older than
-/// [`PAYMENT_EVENT_RETENTION`] and read notifications older than
-/// `NOTIFICATION_RETENTION`. Failed jobs are kept.
+/// Deletes succeeded/discarded jobs older than `JOB_RETENTION`. Failed jobs
+/// are kept until an operator acts.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cleanup {}
 
@@ -22,43 +20,8 @@ impl Job for Cleanup {
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let retention = crate::duration::to_delta(ctx.config.job_retention);
-        let jobs = store::delete_finished_before(&ctx.db, crate::db::now() - retention).await?;
-        let txn = ctx.db.begin_write().await?;
-        let records = crate::idempotency::delete_expired(&*txn).await?;
-        let events_before = crate::db::now() - crate::duration::to_delta(PAYMENT_EVENT_RETENTION);
-        let events = crate::payments::events::delete_events_before(&*txn, events_before).await?;
-        let read_before =
-            crate::db::now() - crate::duration::to_delta(ctx.config.notification_retention);
-        let notifications =
-            crate::notifications::queries::delete_read_before(&*txn, read_before).await?;
-        txn.commit().await?;
-        tracing::info!(
-            jobs.deleted = jobs,
-            idempotency_records.deleted = records,
-            payment_events.deleted = events,
-            notifications.deleted = notifications,
-            "cleanup done"
-        );
+        let jobs = store::delete_finished_before(&ctx.db, ctx.db.now() - retention).await?;
+        tracing::info!(jobs.deleted = jobs, "cleanup done");
         Ok(())
     }
-}
-
-/// How long a webhook event id is remembered for deduplication: well past
-/// Stripe's three days of retries.
-pub const PAYMENT_EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// The periodic jobs Dispatch ships with.
-pub fn standard_schedule() -> Vec<Periodic> {
-    vec![
-        Periodic {
-            name: "maintenance.cleanup",
-            every: Duration::from_secs(3600),
-            make: || NewJob::of(&Cleanup::default()),
-        },
-        Periodic {
-            name: "payment.reconcile",
-            every: Duration::from_secs(60),
-            make: || NewJob::of(&crate::payments::jobs::Reconcile::default()),
-        },
-    ]
 }

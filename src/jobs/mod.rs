@@ -59,8 +59,9 @@ pub const NOTIFY_CHANNEL: &str = "dispatch_jobs";
 /// worker and no claim reads it until the stager (every half horizon) makes
 /// it `available`, up to a horizon before it is due; from then on the fetch
 /// loop of its queue times it exactly (it sleeps until the next available
-/// job is due). Before, every `order.expire` (due in 30 minutes) woke every
-/// worker when written and stayed in the claim's index until due.
+/// job is due). Otherwise every job due in half an hour (a payment timeout)
+/// would wake every worker when written and stay in the claim's index until
+/// due.
 pub const WAKE_HORIZON: Duration = Duration::from_secs(1);
 
 /// The state a job due at `run_at` starts in, written at `now`.
@@ -124,7 +125,8 @@ impl From<DbErr> for JobError {
 /// A kind of job: its payload is the implementing type.
 #[async_trait]
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// Stable name stored in the row (`order.process`).
+    /// Stable name stored in the row (`<domain>.<action>`); rows outlive
+    /// deployments, so a kind is never renamed.
     const KIND: &'static str;
     const QUEUE: Queue;
 
@@ -132,10 +134,19 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
         JobOptions::default()
     }
 
-    /// Jobs with the same key are enqueued once (later attempts to enqueue
-    /// are no-ops while the row exists).
-    fn unique_key(&self) -> Option<String> {
+    /// What this job works on (an order id), if at most one job of this
+    /// kind may exist per subject: it makes the [`Job::unique_key`]
+    /// `<KIND>:<subject>`.
+    fn subject(&self) -> Option<String> {
         None
+    }
+
+    /// Jobs with the same key are enqueued once (later attempts to enqueue
+    /// are no-ops while the row exists). Derived from [`Job::subject`], so a
+    /// kind never spells its own name twice.
+    fn unique_key(&self) -> Option<String> {
+        self.subject()
+            .map(|subject| format!("{}:{subject}", Self::KIND))
     }
 
     /// Performs the work. Must be idempotent: it may run more than once.
@@ -194,12 +205,6 @@ impl NewJob {
         self
     }
 
-    /// Runs no earlier than `delay` from now.
-    pub fn after(self, delay: Duration) -> Self {
-        let at = crate::db::now() + crate::duration::to_delta(delay);
-        self.at(at)
-    }
-
     /// Overrides the kind's unique key.
     pub fn unique(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
@@ -234,7 +239,7 @@ pub async fn enqueue_many(
     txn: &WriteTxn,
     jobs: impl IntoIterator<Item = NewJob>,
 ) -> Result<Vec<Enqueued>, DbErr> {
-    let now = crate::db::now();
+    let now = txn.now();
     let correlation_id = crate::telemetry::current_correlation_id();
     let mut written = Vec::new();
     let mut rows: Vec<job::ActiveModel> = Vec::new();

@@ -146,23 +146,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The kinds Dispatch ships with.
-    pub fn standard() -> Self {
-        Self::default()
-            .with::<super::maintenance::Cleanup>()
-            .with::<super::diagnostics::Noop>()
-            .with::<super::diagnostics::Probe>()
-            .with::<crate::payments::customer_sync::CustomerSync>()
-            .with::<crate::notifications::deliver::Deliver>()
-            .with::<crate::orders::jobs::Process>()
-            .with::<crate::orders::jobs::ProcessingFailed>()
-            .with::<crate::orders::jobs::Expire>()
-            .with::<crate::payments::jobs::CancelPayment>()
-            .with::<crate::payments::jobs::Refund>()
-            .with::<crate::payments::jobs::Reconcile>()
-    }
-
-    /// Adds a kind (tests add their own).
+    /// Adds a kind (the composition root adds every kind it runs; tests add
+    /// their own).
     pub fn with<J: Job>(mut self) -> Self {
         self.kinds
             .insert(J::KIND, Arc::new(Typed::<J>(std::marker::PhantomData)));

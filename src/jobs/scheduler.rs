@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Enqueued, NewJob, enqueue};
+use super::{Enqueued, Job, NewJob, enqueue};
 use crate::db::Database;
 
 /// A job to enqueue every `every`, aligned to multiples of `every` since the epoch.
@@ -15,6 +15,21 @@ pub struct Periodic {
     pub name: &'static str,
     pub every: Duration,
     pub make: fn() -> NewJob,
+}
+
+impl Periodic {
+    /// `J::default()` every `every`, named after its kind.
+    pub fn of<J: Job + Default>(every: Duration) -> Self {
+        Self {
+            name: J::KIND,
+            every,
+            make: new_default::<J>,
+        }
+    }
+}
+
+fn new_default<J: Job + Default>() -> NewJob {
+    NewJob::of(&J::default())
 }
 
 /// The number of the tick `now` falls in.
@@ -40,7 +55,7 @@ pub async fn fire(
 pub async fn run(db: Database, periodics: Vec<Periodic>, stop: CancellationToken) {
     let mut fired: HashMap<&'static str, i64> = HashMap::new();
     loop {
-        let now = crate::db::now();
+        let now = db.now();
         let mut sleep = Duration::from_secs(60);
         for periodic in &periodics {
             let tick = tick_of(now, periodic.every);

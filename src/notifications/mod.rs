@@ -7,6 +7,7 @@ pub mod deliver;
 pub mod hub;
 pub mod notification;
 pub mod queries;
+pub mod retention;
 pub mod routes;
 pub mod stream;
 pub mod texts;

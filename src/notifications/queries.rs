@@ -128,7 +128,7 @@ pub async fn after<C: ConnectionTrait>(
         .await
 }
 
-/// Removes read notifications older than `before` (the maintenance job).
+/// Removes read notifications older than `before` (`notification.cleanup`).
 pub async fn delete_read_before<C: ConnectionTrait>(
     conn: &C,
     before: DateTime<Utc>,

@@ -35,8 +35,8 @@ impl Job for Process {
     const KIND: &'static str = "order.process";
     const QUEUE: Queue = Queue::Orders;
 
-    fn unique_key(&self) -> Option<String> {
-        Some(format!("order.process:{}", self.order_id))
+    fn subject(&self) -> Option<String> {
+        Some(self.order_id.to_string())
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
@@ -87,8 +87,8 @@ impl Job for ProcessingFailed {
         }
     }
 
-    fn unique_key(&self) -> Option<String> {
-        Some(format!("order.compensate:{}", self.order_id))
+    fn subject(&self) -> Option<String> {
+        Some(self.order_id.to_string())
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
@@ -132,8 +132,8 @@ impl Job for Expire {
     const KIND: &'static str = "order.expire";
     const QUEUE: Queue = Queue::Orders;
 
-    fn unique_key(&self) -> Option<String> {
-        Some(format!("order.expire:{}", self.order_id))
+    fn subject(&self) -> Option<String> {
+        Some(self.order_id.to_string())
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
@@ -143,7 +143,7 @@ impl Job for Expire {
         if order.status != OrderStatus::Pending {
             return Ok(());
         }
-        settle_pending(ctx, &order, crate::db::now().max(order.expires_at)).await
+        settle_pending(ctx, &order, ctx.db.now().max(order.expires_at)).await
     }
 }
 

@@ -305,7 +305,7 @@ async fn reserve(
     }
     let order_id = crate::db::new_id();
     let timeout = crate::duration::to_delta(state.config.order_payment_timeout);
-    let expires_at = crate::db::now() + timeout;
+    let expires_at = txn.now() + timeout;
     let currency = state.config.shop_currency.clone();
     let mut record = queries::insert(
         &*txn,

@@ -172,7 +172,7 @@ pub async fn record_event(txn: &WriteTxn, event_id: &str, event_type: &str) -> R
     Ok(inserted == 1)
 }
 
-/// Removes processed events past retention (the maintenance job).
+/// Removes processed events past retention (`payment.events_cleanup`).
 pub async fn delete_events_before(
     conn: &impl sea_orm::ConnectionTrait,
     before: chrono::DateTime<chrono::Utc>,

@@ -53,8 +53,8 @@ impl Job for CancelPayment {
         }
     }
 
-    fn unique_key(&self) -> Option<String> {
-        Some(format!("order.cancel_payment:{}", self.order_id))
+    fn subject(&self) -> Option<String> {
+        Some(self.order_id.to_string())
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
@@ -148,8 +148,8 @@ impl Job for Refund {
         }
     }
 
-    fn unique_key(&self) -> Option<String> {
-        Some(format!("order.refund:{}", self.order_id))
+    fn subject(&self) -> Option<String> {
+        Some(self.order_id.to_string())
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
@@ -225,7 +225,7 @@ impl Job for Reconcile {
     const QUEUE: Queue = Queue::Payments;
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let now = crate::db::now();
+        let now = ctx.db.now();
         let older = |d: Duration| now - crate::duration::to_delta(d);
         let asked_before = older(
             ctx.config

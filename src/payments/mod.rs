@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod jobs;
 pub mod model;
 pub mod queries;
+pub mod retention;
 pub mod signature;
 pub mod simulated;
 pub mod stripe;

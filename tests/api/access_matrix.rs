@@ -573,6 +573,7 @@ async fn every_route_answers_every_kind_of_caller_as_its_role_allows() {
         "access matrix failures:\n{}",
         failures.join("\n")
     );
+    matrix.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -611,6 +612,7 @@ async fn a_malformed_or_foreign_token_is_refused_on_every_signed_in_route() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    matrix.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -647,4 +649,5 @@ async fn a_method_a_route_does_not_serve_is_a_405_problem() {
             );
         }
     }
+    matrix.app.drain_jobs().await;
 }

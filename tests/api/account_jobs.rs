@@ -4,7 +4,7 @@
 use dispatch::{
     jobs::{
         model::job::{self, Entity as Jobs, JobState},
-        registry::{JobServices, Registry},
+        registry::JobServices,
         worker::{WorkerPool, WorkerSettings},
     },
     notifications::notification::{self, Entity as Notifications},
@@ -24,7 +24,7 @@ async fn app_with_workers() -> (TestApp, WorkerPool) {
     let app = spawn_app_with(&[("JOB_POLL_INTERVAL", "200ms")]).await;
     let pool = WorkerPool::start(
         JobServices::from_state(&app.state),
-        Registry::standard(),
+        dispatch::startup::job_registry(),
         WorkerSettings::from_config(&app.state.config),
     );
     (app, pool)

@@ -192,6 +192,7 @@ async fn admins_list_users_filtered_by_name_email_and_role() {
         .unwrap();
     let body = expect_problem(response, 400, "invalid_request").await;
     assert!(body["errors"]["role"].is_array(), "{body}");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -258,6 +259,7 @@ async fn the_user_list_pages_with_limit_and_cursor() {
         let body = expect_problem(response, 422, "validation_failed").await;
         assert!(body["errors"]["limit"].is_array(), "{body}");
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -298,6 +300,7 @@ async fn users_and_staff_roles_get_403_from_the_admin_users_api() {
         ok_json(get_user(&app, &admin, target.id).await).await["name"],
         "Test Shopper"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -329,6 +332,7 @@ async fn anonymous_callers_get_401_from_the_admin_users_api() {
         .unwrap();
     expect_problem(patched, 401, "unauthorized").await;
     expect_problem(app.delete(&path).send().await.unwrap(), 401, "unauthorized").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -352,6 +356,7 @@ async fn an_admin_creates_a_shipper_who_can_sign_in() {
         ok_json(me(&app, &shipper.access_token).await).await["role"],
         "shipper"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -363,6 +368,7 @@ async fn an_admin_may_create_every_role_below_admin() {
         let view = created(&app, &admin, &account("Below", role)).await;
         assert_eq!(view["role"], role);
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -378,6 +384,7 @@ async fn an_admin_may_not_create_an_admin_or_a_superadmin() {
         expect_problem(app.login(email, PASSWORD).await, 401, "invalid_credentials").await;
     }
     assert!(ids(&list(&app, &admin, "name=Climber").await).is_empty());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -398,6 +405,7 @@ async fn a_superadmin_creates_an_admin_but_not_a_superadmin() {
     let response = create(&app, &superadmin, &account("Another Root", "superadmin")).await;
     expect_problem(response, 403, "role_not_allowed").await;
     assert!(ids(&list(&app, &superadmin, "name=Another%20Root").await).is_empty());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -415,6 +423,7 @@ async fn creating_a_user_needs_an_idempotency_key() {
 
     expect_problem(response, 400, "idempotency_key_required").await;
     assert!(ids(&list(&app, &admin, "name=Keyless").await).is_empty());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -426,6 +435,7 @@ async fn creating_a_user_with_a_taken_email_is_409() {
     body["email"] = json!(shopper.email.to_uppercase());
 
     expect_problem(create(&app, &admin, &body).await, 409, "email_taken").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -458,6 +468,7 @@ async fn an_admin_reads_one_user_in_full() {
     let malformed =
         expect_problem(get_user(&app, &admin, "nope").await, 400, "invalid_request").await;
     assert!(malformed["errors"]["id"].is_array(), "{malformed}");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -493,6 +504,7 @@ async fn an_admin_changes_a_users_name_role_and_address() {
         ok_json(patch_user(&app, &admin, shopper.id, &json!({"address": null})).await).await;
     assert!(cleared["address"].is_null());
     assert_eq!(cleared["role"], "delivery");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -531,6 +543,7 @@ async fn an_admin_password_reset_ends_all_of_that_users_sessions() {
     assert_eq!(me(&app, &fresh.access_token).await.status(), 200);
     // The admin's own session is not affected.
     assert_eq!(me(&app, &admin.access_token).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -567,6 +580,7 @@ async fn an_admin_may_not_change_or_delete_another_admin_or_a_superadmin() {
         assert_eq!(me(&app, &target.access_token).await.status(), 200);
         assert_eq!(app.login(&target.email, PASSWORD).await.status(), 200);
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -615,6 +629,7 @@ async fn a_superadmin_manages_admins_but_not_another_superadmin() {
         "not_found",
     )
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -643,6 +658,7 @@ async fn an_admin_may_not_promote_a_user_to_admin_or_superadmin() {
         .await
         .unwrap();
     expect_problem(listed, 403, "forbidden").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -669,6 +685,7 @@ async fn a_demoted_admins_existing_token_loses_admin_access_at_once() {
         ok_json(me(&app, &admin.access_token).await).await["role"],
         "user"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -688,6 +705,7 @@ async fn a_promoted_users_existing_token_gains_admin_access_at_once() {
 
     let page = list(&app, &shopper, "role=admin").await;
     assert_eq!(ids(&page), [shopper.id.to_string()]);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -737,6 +755,7 @@ async fn a_deleted_user_cannot_sign_in_and_is_listed_nowhere() {
     .await;
     let patched = patch_user(&app, &admin, shopper.id, &json!({"name": "Ghost"})).await;
     expect_problem(patched, 404, "not_found").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -763,6 +782,7 @@ async fn an_admin_changing_an_email_to_a_taken_one_is_409() {
     let view = ok_json(patch_user(&app, &admin, shopper.id, &json!({"email": moved})).await).await;
     assert_eq!(view["email"], moved.to_lowercase());
     assert_eq!(app.login(&moved, PASSWORD).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -797,4 +817,5 @@ async fn the_user_name_filter_folds_accented_capitals() {
             "search {search:?}: {page}"
         );
     }
+    app.drain_jobs().await;
 }

@@ -97,6 +97,7 @@ async fn login_returns_a_token_pair_with_the_user_id_language_and_lifetime() {
     assert_eq!(me.status(), 200);
     let me: Value = me.json().await.unwrap();
     assert_eq!(me["id"], registered["id"]);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -111,6 +112,7 @@ async fn login_email_is_case_insensitive() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["userId"], user.id.to_string());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -133,6 +135,7 @@ async fn unknown_email_and_wrong_password_give_the_same_401() {
         "The email or the password is wrong."
     );
     assert_eq!(wrong_password_header, unknown_email_header);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -156,6 +159,7 @@ async fn refresh_rotates_the_token_pair() {
     assert_eq!(again.status(), 200);
     let (next_access, _) = tokens(&again.json().await.unwrap());
     assert_eq!(me(&app, &next_access).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -180,6 +184,7 @@ async fn refresh_token_reuse_revokes_the_whole_session() {
         refresh(&app, &other_device.refresh_token).await.status(),
         200
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -198,6 +203,7 @@ async fn refresh_accepts_the_refresh_token_as_a_bearer_header() {
     let (access, refreshed) = tokens(&response.json().await.unwrap());
     assert_eq!(me(&app, &access).await.status(), 200);
     assert_eq!(refresh(&app, &refreshed).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -216,6 +222,7 @@ async fn refresh_refuses_an_access_token_or_garbage() {
     expect_problem(bare, 401, "invalid_token").await;
     // None of that harmed the real session.
     assert_eq!(refresh(&app, &user.refresh_token).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -247,6 +254,7 @@ async fn logout_ends_that_session_at_once_but_not_the_others() {
         refresh(&app, &other_device.refresh_token).await.status(),
         200
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -282,6 +290,7 @@ async fn logout_all_ends_every_session_of_the_user_and_only_theirs() {
     // Signing in again starts a fresh session.
     let fresh = second_session(&app, &user).await;
     assert_eq!(me(&app, &fresh.access_token).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -319,6 +328,7 @@ async fn a_garbage_or_foreign_token_is_401_invalid_token() {
     let first = if signature.starts_with('A') { 'B' } else { 'A' };
     let tampered = format!("{signed}.{first}{}", &signature[1..]);
     expect_problem(me(&app, &tampered).await, 401, "invalid_token").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -355,6 +365,7 @@ async fn deleting_the_account_ends_all_its_sessions() {
         "invalid_credentials",
     )
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -368,6 +379,7 @@ async fn staff_accounts_sign_in_like_anyone() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["role"], "shipper");
     assert_eq!(body["id"], shipper.id.to_string());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -394,6 +406,7 @@ async fn an_expired_access_token_is_401_invalid_token() {
     let response = me(&app, &sign(&expired, ACCESS_SECRET)).await;
 
     expect_problem(response, 401, "invalid_token").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -409,6 +422,7 @@ async fn an_unsigned_or_foreign_key_access_token_is_401_invalid_token() {
     let foreign = sign(&claims, b"some-other-secret-0123456789abcdef");
     expect_problem(me(&app, &foreign).await, 401, "invalid_token").await;
     assert_eq!(me(&app, &user.access_token).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -432,4 +446,5 @@ async fn an_expired_refresh_token_is_401_and_leaves_the_session_alone() {
     expect_problem(response, 401, "invalid_token").await;
     assert_eq!(me(&app, &user.access_token).await.status(), 200);
     assert_eq!(refresh(&app, &user.refresh_token).await.status(), 200);
+    app.drain_jobs().await;
 }

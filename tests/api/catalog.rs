@@ -140,6 +140,7 @@ async fn public_views_hide_the_payment_price_id_and_admin_views_show_it() {
     assert!(staff["deletedAt"].is_null());
     let staff_page = admin_list(&app, &admin, &[]).await;
     assert_eq!(staff_page["items"][0]["pricePaymentId"], "price_123");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -158,6 +159,7 @@ async fn the_name_filter_is_a_case_insensitive_substring_search() {
     assert_eq!(page["hasMore"], false);
     let staff = admin_list(&app, &admin, &[("name", "RACK")]).await;
     assert_eq!(names(&staff), ["mug rack"]);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -173,6 +175,7 @@ async fn the_name_filter_folds_accented_capitals_on_every_backend() {
     assert_eq!(names(&page), ["ÉCLAIR DE CAFÉ"]);
     let page = public_list(&app, &[("name", "PÃO")]).await;
     assert_eq!(names(&page), ["Pão de queijo"]);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -213,6 +216,7 @@ async fn percent_and_underscore_in_the_name_filter_are_taken_literally() {
         names(&admin_list(&app, &admin, &[("name", "%")]).await),
         ["100% cotton"]
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -241,6 +245,7 @@ async fn the_in_stock_filter_separates_available_and_sold_out_items() {
         names(&admin_list(&app, &admin, &[("inStock", "false")]).await),
         ["Sold out"]
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -317,6 +322,7 @@ async fn an_admin_creates_reads_changes_and_soft_deletes_an_item() {
         .unwrap();
     assert_eq!(response.status(), 404, "a deleted item cannot be changed");
     problem(response).await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -335,6 +341,7 @@ async fn creating_an_item_needs_an_idempotency_key() {
     assert_eq!(body["code"], "idempotency_key_required");
     assert!(body["errors"]["Idempotency-Key"].is_array(), "{body}");
     assert_eq!(admin_list(&app, &admin, &[]).await["items"], json!([]));
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -362,6 +369,7 @@ async fn creating_an_item_in_another_currency_names_the_currency() {
     assert_eq!(response.status(), 422);
     assert!(problem(response).await["errors"]["currency"].is_array());
     assert_eq!(admin_list(&app, &admin, &[]).await["items"], json!([]));
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -398,6 +406,7 @@ async fn a_price_change_shows_at_once_on_an_item_read_before() {
     let staff = json_of(admin_item(&app, &admin, &id).await, 200).await;
     assert_eq!(staff["price"], 1500);
     assert_eq!(staff["pricePaymentId"], "price_new");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -433,6 +442,7 @@ async fn a_change_shows_at_once_on_a_list_page_read_before() {
         admin_list(&app, &admin, &[]).await["items"][0]["price"],
         2000
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -462,6 +472,7 @@ async fn a_new_item_appears_at_once_on_a_list_page_read_before() {
         names(&admin_list(&app, &admin, &[]).await),
         ["First", "Second"]
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -492,6 +503,7 @@ async fn a_deleted_item_disappears_at_once_from_reads_made_before() {
     );
     assert_eq!(names(&admin_list(&app, &admin, &[]).await), ["Kept"]);
     assert!(json_of(admin_item(&app, &admin, &id).await, 200).await["deletedAt"].is_string());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -508,4 +520,5 @@ async fn an_unknown_item_is_a_404_problem_for_everyone() {
     let response = delete(&app, &admin, &id).await;
     assert_eq!(response.status(), 404);
     problem(response).await;
+    app.drain_jobs().await;
 }

@@ -9,7 +9,7 @@ use dispatch::{
     jobs::{
         self, Enqueued, Job, JobContext, JobError, JobOptions, NewJob, Queue, admin,
         model::job::{Entity as Jobs, JobState, Model as JobRow},
-        registry::{JobServices, Registry},
+        registry::JobServices,
         worker::{WorkerPool, WorkerSettings},
     },
     users::role::Role,
@@ -60,7 +60,7 @@ fn start_pool(app: &TestApp) -> WorkerPool {
     }
     WorkerPool::start(
         JobServices::from_state(&app.state),
-        Registry::standard().with::<BrokenUntilFixed>(),
+        dispatch::startup::job_registry().with::<BrokenUntilFixed>(),
         settings,
     )
 }
@@ -260,6 +260,7 @@ async fn the_dashboard_credentials_open_every_page_over_basic() {
         .await
         .unwrap();
     assert_eq!(bad_filter.status(), 400);
+    app.allow_leftover_jobs();
 }
 
 #[tokio::test]
@@ -291,6 +292,7 @@ async fn the_job_list_pages_with_a_cursor() {
         );
     }
     assert!(!second.contains(r#"rel="next""#));
+    app.allow_leftover_jobs();
 }
 
 #[tokio::test]
@@ -357,6 +359,7 @@ async fn an_admin_signs_in_with_the_form_and_out_again_and_a_shopper_is_refused(
         .await
         .unwrap();
     assert_eq!(after.status(), 401, "a revoked session is refused");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -442,6 +445,7 @@ async fn a_post_without_a_valid_csrf_token_or_from_another_site_is_refused_and_c
         .unwrap();
     assert_eq!(ok.status(), 303);
     assert_eq!(job(&app.state.db, id).await.state, JobState::Discarded);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -556,6 +560,7 @@ async fn every_rendered_value_is_html_escaped() {
     .await;
     assert!(!list.contains("<script"), "{list}");
     assert!(list.contains(r#"value="&quot;&gt;&lt;script&gt;x&lt;/script&gt;""#));
+    app.allow_leftover_jobs();
 }
 
 /// Needs Debian's chromium and `npm ci --prefix tests/browser`, which a bare

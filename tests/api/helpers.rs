@@ -7,6 +7,19 @@
 //!   that server, dropped when the test ends;
 //! - `REDIS_URL=redis://…`: Redis for cache, limits and revocation, under a
 //!   key prefix of the test's own, deleted when the test ends.
+//!
+//! Leftover jobs fail the test (as crates.io's harness does): when a
+//! [`TestApp`] is dropped at the end of a passing test, every job still
+//! `available`, `running` or `failed`, or `scheduled` and already due, is
+//! work the test started and never saw through, or a failure nobody looked
+//! at. A test either finishes that work ([`TestApp::drain_jobs`], or waiting
+//! for its effect) or says what it leaves ([`TestApp::expect_leftover_jobs`]
+//! by kind, [`TestApp::allow_leftover_jobs`] for tests about the queue
+//! itself). Not counted: jobs scheduled for later than the end of the test
+//! (an unpaid order's `order.expire`, due in 15 minutes, is the order's
+//! normal state, not unfinished work), and the scheduler's periodic jobs
+//! (`periodic:` unique keys) unless they failed: they come from the app's
+//! clock, not from the test.
 
 use std::sync::Once;
 
@@ -59,7 +72,21 @@ pub struct TestApp {
     redis_prefix: Option<(String, String)>,
     /// Job workers and scheduler, for apps started with them.
     pub workers: Option<startup::Workers>,
+    /// What the leftover-jobs check at drop lets through.
+    leftovers: tokio::sync::Mutex<Leftovers>,
     _data_dir: tempfile::TempDir,
+}
+
+/// Jobs a test said it leaves behind.
+#[derive(Debug, Default)]
+enum Leftovers {
+    /// None: every leftover fails the test.
+    #[default]
+    None,
+    /// Jobs of these kinds.
+    Kinds(Vec<String>),
+    /// Any job (tests of the queue itself).
+    Any,
 }
 
 enum TestDatabase {
@@ -138,7 +165,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
     let config = Config::from_pairs(pairs).expect("test configuration");
-    let state = startup::build_state(config)
+    // A manual clock: tests of deadlines advance it instead of sleeping.
+    let state = startup::build_state_with_clock(config, dispatch::db::Clock::manual())
         .await
         .expect("application state");
 
@@ -161,6 +189,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         database,
         redis_prefix: redis.map(|url| (url, prefix)),
         workers: None,
+        leftovers: tokio::sync::Mutex::new(Leftovers::None),
         _data_dir: data_dir,
     }
 }
@@ -192,6 +221,17 @@ fn replace_database(url: &str, name: &str) -> String {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // A test already failing says why itself; the check would only add noise.
+        let check = (!std::thread::panicking()).then(|| {
+            let url = self
+                .settings
+                .iter()
+                .find(|(name, _)| name == "DATABASE_URL")
+                .map(|(_, url)| url.clone())
+                .expect("DATABASE_URL");
+            let allowed = std::mem::take(self.leftovers.get_mut());
+            (url, allowed, self.state.db.now())
+        });
         let database = std::mem::replace(&mut self.database, TestDatabase::Sqlite);
         let redis = self.redis_prefix.take();
         // Clean-up needs async I/O but Drop is sync: run it on a thread of its
@@ -203,6 +243,11 @@ impl Drop for TestApp {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
+                // Before the database goes: what did the test leave?
+                let leftovers = match check {
+                    Some((url, allowed, now)) => leftover_jobs(&url, &allowed, now).await,
+                    None => Vec::new(),
+                };
                 if let TestDatabase::Postgres { server_url, name } = database
                     && let Ok(mut admin) = PgConnection::connect(&server_url).await
                 {
@@ -228,10 +273,71 @@ impl Drop for TestApp {
                             .await;
                     }
                 }
-            });
+                leftovers
+            })
         });
-        let _ = cleanup.join();
+        let leftovers = cleanup.join().unwrap_or_default();
+        assert!(
+            leftovers.is_empty(),
+            "the test left jobs behind (finish them with `app.drain_jobs().await`, or \
+             declare them with `app.expect_leftover_jobs(&[kinds])`):\n{}",
+            leftovers.join("\n")
+        );
     }
+}
+
+/// The jobs left in the database at `url` that `allowed` does not cover,
+/// one line each (see the module's documentation for the rule).
+/// `now` is the app's clock's.
+async fn leftover_jobs(
+    url: &str,
+    allowed: &Leftovers,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    use dispatch::jobs::model::job::{self, JobState};
+    use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+    if matches!(allowed, Leftovers::Any) {
+        return Vec::new();
+    }
+    let db = match sea_orm::Database::connect(url).await {
+        Ok(db) => db,
+        Err(e) => return vec![format!("(could not check: {e})")],
+    };
+    let unfinished = Condition::any()
+        .add(job::Column::State.is_in([JobState::Available, JobState::Running, JobState::Failed]))
+        .add(
+            Condition::all()
+                .add(job::Column::State.eq(JobState::Scheduled))
+                .add(job::Column::RunAt.lte(now)),
+        );
+    let jobs = match job::Entity::find().filter(unfinished).all(&db).await {
+        Ok(jobs) => jobs,
+        Err(e) => return vec![format!("(could not check: {e})")],
+    };
+    let _ = db.close().await;
+    jobs.into_iter()
+        .filter(|j| {
+            let periodic = j
+                .unique_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("periodic:"));
+            !(periodic && j.state != JobState::Failed)
+        })
+        .filter(|j| match allowed {
+            Leftovers::Kinds(kinds) => !kinds.contains(&j.kind),
+            Leftovers::None | Leftovers::Any => true,
+        })
+        .map(|j| {
+            format!(
+                "  {} {} (attempt {}/{}){}",
+                j.kind,
+                j.state.as_str(),
+                j.attempt,
+                j.max_attempts,
+                j.last_error.map(|e| format!(": {e}")).unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// A signed-in account.
@@ -527,6 +633,58 @@ impl TestApp {
         .await;
     }
 
+    /// Moves the app's clock forward by `by` (see `dispatch::db::Clock`):
+    /// whatever falls due meanwhile (jobs, leases, order expiry, retention)
+    /// is due at once, without waiting.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.state.db.clock().advance(by);
+    }
+
+    /// Declares that the test leaves jobs of these kinds unfinished (or
+    /// failed) on purpose: the leftover-jobs check lets them through.
+    pub fn expect_leftover_jobs(&self, kinds: &[&str]) {
+        let mut leftovers = self
+            .leftovers
+            .try_lock()
+            .expect("the leftover expectations are only touched by the test");
+        let mut known = match std::mem::take(&mut *leftovers) {
+            Leftovers::Kinds(known) => known,
+            Leftovers::None => Vec::new(),
+            Leftovers::Any => {
+                *leftovers = Leftovers::Any;
+                return;
+            }
+        };
+        known.extend(kinds.iter().map(|k| (*k).to_owned()));
+        *leftovers = Leftovers::Kinds(known);
+    }
+
+    /// Turns the leftover-jobs check off, for tests of the queue itself
+    /// (pausing, discarding, failing jobs on purpose).
+    pub fn allow_leftover_jobs(&self) {
+        *self
+            .leftovers
+            .try_lock()
+            .expect("the leftover expectations are only touched by the test") = Leftovers::Any;
+    }
+
+    /// Runs every due job to its end (success or failure), as workers would,
+    /// and returns once none is due: with this app's workers if it has them,
+    /// else with a pool started for the purpose.
+    pub async fn drain_jobs(&self) {
+        if self.workers.is_some() {
+            self.wait_for_jobs_idle().await;
+            return;
+        }
+        let pool = dispatch::jobs::worker::WorkerPool::start(
+            dispatch::jobs::registry::JobServices::from_state(&self.state),
+            startup::job_registry(),
+            dispatch::jobs::worker::WorkerSettings::from_config(&self.state.config),
+        );
+        self.wait_for_jobs_idle().await;
+        pool.shutdown().await;
+    }
+
     /// Waits (bounded) until no job is available or running (everything
     /// enqueued so far has finished, one way or another).
     pub async fn wait_for_jobs_idle(&self) {
@@ -542,7 +700,7 @@ impl TestApp {
                         JobState::Available,
                         JobState::Running,
                     ]))
-                    .filter(job::Column::RunAt.lte(dispatch::db::now()))
+                    .filter(job::Column::RunAt.lte(db.now()))
                     .count(db.conn())
                     .await
                     .is_ok_and(|n| n == 0)

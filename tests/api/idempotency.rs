@@ -126,6 +126,7 @@ async fn twenty_concurrent_registrations_with_one_key_create_one_account() {
     let (again, replay) = created(register(&app, &key, &body).await).await;
     assert!(replay);
     assert_eq!(again, original);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -141,6 +142,7 @@ async fn twenty_concurrent_item_creations_with_one_key_create_one_item() {
     let items = admin_items(&app, &admin).await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["id"], original["id"]);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -167,6 +169,7 @@ async fn a_replay_after_completion_returns_the_same_response_marked_as_replayed(
     assert!(replay);
     assert_eq!(again, first);
     assert_eq!(admin_items(&app, &admin).await.len(), 1);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -207,6 +210,7 @@ async fn the_same_key_with_another_body_is_refused_with_422() {
     assert_eq!(response.status(), 422);
     assert_eq!(problem(response).await["code"], "idempotency_key_reused");
     assert_eq!(admin_items(&app, &admin).await.len(), 1);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -243,6 +247,7 @@ async fn reordered_json_keys_with_the_same_values_are_the_same_body() {
     );
     assert_eq!(again, first);
     assert_eq!(accounts_with_email(&app, &admin, &email).await.len(), 1);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -266,6 +271,7 @@ async fn keys_are_scoped_to_the_caller() {
     let (third, replay) = created(create_item(&app, &third_admin, &key, &other).await).await;
     assert!(!replay);
     assert_eq!(third["name"], "Other body");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -299,6 +305,7 @@ async fn keys_are_scoped_to_the_route() {
     assert_eq!(user["role"], "shipper");
     assert_ne!(user["id"], item["id"]);
     assert_eq!(accounts_with_email(&app, &admin, &email).await.len(), 1);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -321,6 +328,7 @@ async fn a_registration_refused_before_any_effect_can_be_retried_with_the_same_k
     let (account, replay) = created(register(&app, &key, &registration(&email)).await).await;
     assert!(!replay);
     assert_eq!(account["email"], email.as_str());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -361,6 +369,7 @@ async fn an_item_creation_refused_before_any_effect_can_be_retried_with_the_same
     assert!(!replay);
     assert_eq!(item["name"], "Retry");
     assert_eq!(admin_items(&app, &admin).await.len(), 1);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -382,6 +391,7 @@ async fn a_registration_that_fails_on_a_taken_email_creates_nothing_and_is_not_s
     let accounts = accounts_with_email(&app, &admin, &email).await;
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0]["id"], original["id"]);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -408,4 +418,5 @@ async fn a_missing_or_malformed_key_is_a_400_naming_the_header() {
         assert!(body["errors"]["Idempotency-Key"].is_array(), "{body}");
     }
     assert!(accounts_with_email(&app, &admin, &email).await.is_empty());
+    app.drain_jobs().await;
 }

@@ -24,7 +24,8 @@ use crate::helpers::{TestApp, eventually, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Fails every attempt (retryably) with a short backoff.
+/// Fails every attempt (retryably), backing off an hour, then two (on the
+/// app's clock, which the test advances).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct AlwaysFails {}
 
@@ -36,7 +37,7 @@ impl Job for AlwaysFails {
     fn options() -> JobOptions {
         JobOptions {
             max_attempts: 3,
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+            backoff: Backoff::new(Duration::from_secs(3600), Duration::from_secs(4 * 3600)),
             ..JobOptions::default()
         }
     }
@@ -65,7 +66,7 @@ impl Job for RefusedForGood {
 }
 
 fn registry() -> Registry {
-    Registry::standard()
+    dispatch::startup::job_registry()
         .with::<AlwaysFails>()
         .with::<RefusedForGood>()
 }
@@ -257,7 +258,8 @@ async fn two_thousand_jobs_across_two_worker_processes_each_run_exactly_once() {
 #[tokio::test]
 async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_and_completes_once()
 {
-    let app = spawn_app_with(&fast_jobs()).await;
+    // The default lease: the test moves the clock past it instead of waiting.
+    let app = spawn_app_with(&[("JOB_POLL_INTERVAL", "200ms")]).await;
     let id = enqueue_one(&app.state.db, NewJob::of(&Probe { hold_ms: 1_500 })).await;
 
     // The doomed worker runs on a runtime of its own, with its own pool, so
@@ -296,7 +298,9 @@ async fn a_job_whose_worker_task_is_aborted_runs_again_after_its_lease_expires_a
     assert_eq!(running.lease_owner, Some(first_owner));
     doomed.shutdown_background();
 
+    // Its lease runs out (on the app's clock) and a live pool rescues it.
     let rescuer = start_pool(&app, 1);
+    app.advance_clock(app.state.config.job_lease + Duration::from_secs(1));
     let done = wait_for_state(&app.state.db, id, JobState::Succeeded).await;
     rescuer.shutdown().await;
 
@@ -338,9 +342,21 @@ async fn a_job_whose_worker_process_is_killed_runs_again_and_completes_once() {
 #[tokio::test]
 async fn failures_follow_the_backoff_schedule_up_to_max_attempts_then_compensate_once() {
     let app = spawn_app_with(&fast_jobs()).await;
-    let id = enqueue_one(&app.state.db, NewJob::of(&AlwaysFails::default())).await;
+    let db = &app.state.db;
+    let id = enqueue_one(db, NewJob::of(&AlwaysFails::default())).await;
     let pool = start_pool(&app, 2);
-    let failed = wait_for_state(&app.state.db, id, JobState::Failed).await;
+    // Each retry waits for its backoff: move the clock to when it is due.
+    eventually("the job to fail for good", WAIT, || async {
+        let row = job(db, id).await;
+        if matches!(row.state, JobState::Scheduled | JobState::Available)
+            && let Ok(wait) = (row.run_at - db.now()).to_std()
+        {
+            app.advance_clock(wait);
+        }
+        row.state == JobState::Failed
+    })
+    .await;
+    let failed = job(db, id).await;
 
     assert_eq!(failed.attempt, 3, "max attempts respected");
     let history = failed.errors.as_array().unwrap();
@@ -349,13 +365,13 @@ async fn failures_follow_the_backoff_schedule_up_to_max_attempts_then_compensate
         .iter()
         .map(|e| e["at"].as_str().unwrap().parse().unwrap())
         .collect();
-    // Attempt 2 waited at least 200 ms after attempt 1 failed, attempt 3 at least 400 ms.
+    // Attempt 2 waited at least an hour after attempt 1 failed, attempt 3 at least two.
     assert!(
-        times[1] - times[0] >= chrono::Duration::milliseconds(200),
+        times[1] - times[0] >= chrono::Duration::hours(1),
         "{times:?}"
     );
     assert!(
-        times[2] - times[1] >= chrono::Duration::milliseconds(400),
+        times[2] - times[1] >= chrono::Duration::hours(2),
         "{times:?}"
     );
 
@@ -380,13 +396,14 @@ async fn failures_follow_the_backoff_schedule_up_to_max_attempts_then_compensate
         1,
         "exactly one compensation ran"
     );
+    app.allow_leftover_jobs();
 }
 
 #[tokio::test]
 async fn a_job_due_later_waits_scheduled_out_of_the_claims_way_and_runs_when_due() {
     let app = spawn_app_with(&fast_jobs()).await;
     let db = &app.state.db;
-    let due = dispatch::db::now() + chrono::Duration::seconds(3);
+    let due = db.now() + chrono::Duration::hours(1);
     let later = enqueue_one(db, NewJob::of(&Probe::default()).at(due)).await;
     let now = enqueue_one(db, NewJob::of(&Probe::default())).await;
     assert_eq!(job(db, later).await.state, JobState::Scheduled);
@@ -395,7 +412,8 @@ async fn a_job_due_later_waits_scheduled_out_of_the_claims_way_and_runs_when_due
     let pool = start_pool(&app, 2);
     wait_for_state(db, now, JobState::Succeeded).await;
     // Made available a horizon ahead, claimed when due, not before.
-    assert_ne!(job(db, later).await.state, JobState::Succeeded);
+    assert_eq!(job(db, later).await.state, JobState::Scheduled);
+    app.advance_clock(Duration::from_secs(3600));
     let done = wait_for_state(db, later, JobState::Succeeded).await;
     pool.shutdown().await;
     assert_eq!(done.attempt, 1);
@@ -419,6 +437,7 @@ async fn a_permanent_failure_skips_the_remaining_retries() {
         failed.last_error.as_deref(),
         Some("permanent: card declined")
     );
+    app.allow_leftover_jobs();
 }
 
 #[tokio::test]
@@ -449,6 +468,7 @@ async fn a_uniqueness_key_dedupes_enqueues() {
     assert!(matches!(first, Enqueued::Inserted(_)));
     assert_eq!((second, third), (Enqueued::Duplicate, Enqueued::Duplicate));
     assert_eq!(Jobs::find().count(app.state.db.conn()).await.unwrap(), 1);
+    app.allow_leftover_jobs();
 }
 
 #[tokio::test]
@@ -793,6 +813,7 @@ async fn a_job_carries_the_correlation_id_of_the_request_that_caused_it() {
         job(&app.state.db, id).await.correlation_id.as_deref(),
         Some("req-abc-123")
     );
+    app.allow_leftover_jobs();
 }
 
 /// Fails for good until its switch is flipped, then succeeds: the shape of a
@@ -962,44 +983,46 @@ async fn cleanup_deletes_old_finished_jobs_and_expired_idempotency_records_but_k
     let old_done = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
     let old_failed = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
     let recent_done = enqueue_one(&app.state.db, NewJob::of(&Probe::default())).await;
-    let two_hours_ago = dispatch::db::now() - chrono::Duration::hours(2);
-    let txn = app.state.db.begin_write().await.unwrap();
-    for (id, state, finished) in [
-        (old_done, JobState::Succeeded, two_hours_ago),
-        (old_failed, JobState::Failed, two_hours_ago),
-        (recent_done, JobState::Succeeded, dispatch::db::now()),
-    ] {
-        Jobs::update_many()
-            .col_expr(job_row::Column::State, Expr::value(state))
-            .col_expr(job_row::Column::FinishedAt, Expr::value(finished))
-            .filter(job_row::Column::Id.eq(id))
-            .exec(&*txn)
-            .await
-            .unwrap();
-    }
-    txn.commit().await.unwrap();
-
-    // An expired idempotency record, and a live one.
+    let finish = |id: Uuid, state: JobState| {
+        let db = app.state.db.clone();
+        async move {
+            let txn = db.begin_write().await.unwrap();
+            Jobs::update_many()
+                .col_expr(job_row::Column::State, Expr::value(state))
+                .col_expr(job_row::Column::FinishedAt, Expr::value(db.now()))
+                .filter(job_row::Column::Id.eq(id))
+                .exec(&*txn)
+                .await
+                .unwrap();
+            txn.commit().await.unwrap();
+        }
+    };
+    use dispatch::idempotency::record::Entity as Records;
     let admin = app
         .create_user_with_role(dispatch::users::role::Role::Admin)
         .await;
-    app.create_item(&admin, "kept", 100, 1).await;
+
+    // Finished jobs and an idempotency record, then a day passes (on the
+    // app's clock): past the jobs' retention (1 h) and the record's (24 h).
+    finish(old_done, JobState::Succeeded).await;
+    finish(old_failed, JobState::Failed).await;
     app.create_item(&admin, "expired", 100, 1).await;
-    use dispatch::idempotency::record::{self, Entity as Records};
+    let expired = Records::find().all(app.state.db.conn()).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    app.advance_clock(Duration::from_secs(25 * 3600));
+    // Then a job finishes and a request leaves a record.
+    finish(recent_done, JobState::Succeeded).await;
+    app.create_item(&admin, "kept", 100, 1).await;
     let records = Records::find().all(app.state.db.conn()).await.unwrap();
     assert_eq!(records.len(), 2);
-    let txn = app.state.db.begin_write().await.unwrap();
-    Records::update_many()
-        .col_expr(record::Column::ExpiresAt, Expr::value(two_hours_ago))
-        .filter(record::Column::Id.eq(records[0].id))
-        .exec(&*txn)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
 
     let services = JobServices::from_state(&app.state);
     let ctx = services.context(Uuid::new_v4(), 1, Uuid::new_v4());
     Cleanup::default().run(&ctx).await.unwrap();
+    dispatch::idempotency::retention::Cleanup::default()
+        .run(&ctx)
+        .await
+        .unwrap();
 
     let left: Vec<Uuid> = Jobs::find()
         .all(app.state.db.conn())
@@ -1024,9 +1047,14 @@ async fn cleanup_deletes_old_finished_jobs_and_expired_idempotency_records_but_k
         .into_iter()
         .map(|r| r.id)
         .collect();
+    let kept: Vec<Uuid> = records
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| *id != expired[0].id)
+        .collect();
     assert_eq!(
-        records_left,
-        vec![records[1].id],
+        records_left, kept,
         "only the expired idempotency record is gone"
     );
+    app.allow_leftover_jobs();
 }

@@ -165,6 +165,7 @@ async fn each_event_of_an_order_is_recorded_once_with_its_text_in_both_languages
         status_changed["message"],
         format!("Seu pedido {third} agora está enviado.")
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -220,6 +221,7 @@ async fn a_failed_order_notifies_order_failed_once() {
     assert_eq!(count_of(&app, buyer.id, "order.failed").await, 1);
     assert_eq!(count_of(&app, buyer.id, "order.refunded").await, 0);
     workers.shutdown().await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -237,6 +239,7 @@ async fn a_retried_delivery_does_not_record_twice() {
     let retry = JobServices::from_state(&app.state).context(ctx.job_id, 2, Uuid::new_v4());
     job.run(&retry).await.unwrap();
     assert_eq!(count_of(&app, user.id, "order.shipped").await, 1);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -357,6 +360,7 @@ async fn unread_counts_and_has_new_follow_reads() {
         .unwrap();
     assert_eq!(missing_since.status(), 400);
     problem(missing_since).await;
+    app.drain_jobs().await;
 }
 
 fn urlencode(text: &str) -> String {
@@ -396,6 +400,7 @@ async fn another_users_notification_is_404_and_stays_unread() {
             .len(),
         0
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -425,7 +430,7 @@ async fn read_notifications_past_retention_are_cleaned_up_and_unread_ones_stay()
         .unwrap();
     txn.commit().await.unwrap();
     let ctx = JobServices::from_state(&app.state).context(Uuid::new_v4(), 1, Uuid::new_v4());
-    dispatch::jobs::maintenance::Cleanup::default()
+    dispatch::notifications::retention::Cleanup::default()
         .run(&ctx)
         .await
         .unwrap();
@@ -440,6 +445,7 @@ async fn read_notifications_past_retention_are_cleaned_up_and_unread_ones_stay()
     assert!(!left.contains(&old_read));
     assert!(left.contains(&old_unread));
     assert!(left.contains(&recent_read));
+    app.drain_jobs().await;
 }
 
 /// A minimal Server-Sent Events reader.
@@ -575,9 +581,12 @@ async fn a_stream_receives_a_notification_recorded_by_a_job_in_another_process_o
         format!("Your order {order} is on its way.")
     );
     assert_eq!(event.0.id.as_deref(), event.1["id"].as_str());
+    // The rest of the jobs (registration's) finish before the worker goes.
+    app.wait_for_jobs_idle().await;
     if let Some(worker) = worker.as_mut() {
         worker.kill().await.unwrap();
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -625,6 +634,7 @@ async fn a_reconnecting_stream_gets_what_it_missed_and_nothing_twice() {
         stream.next(Duration::from_millis(500)).await.is_none(),
         "nothing else"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -656,6 +666,7 @@ async fn a_stream_ends_when_its_session_is_revoked_and_sends_keep_alives_meanwhi
         app.state.notifications.listeners() == 0
     })
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -679,4 +690,5 @@ async fn the_stream_keeps_delivering_while_redis_is_down() {
         body["message"],
         format!("Your order {order} is on its way.")
     );
+    app.drain_jobs().await;
 }

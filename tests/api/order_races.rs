@@ -194,6 +194,7 @@ async fn two_hundred_concurrent_orders_for_fifty_in_stock_sell_exactly_fifty() {
         .map(|line| line.quantity)
         .sum();
     assert_eq!(sold, 50);
+    app.drain_jobs().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -275,6 +276,7 @@ async fn fifty_concurrent_deliveries_of_one_succeeded_event_pay_the_order_once()
         payment_row(&app, order_id).await.status,
         PaymentStatus::Succeeded
     );
+    app.drain_jobs().await;
 }
 
 /// How a canceled-or-paid order ended once every job has run.
@@ -403,6 +405,7 @@ async fn cancel_racing_payment_success_never_leaves_a_charge_on_a_canceled_order
         u64::try_from(refunded).unwrap(),
         "one provider refund per refunded order"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -454,6 +457,7 @@ async fn twenty_concurrent_requests_with_one_idempotency_key_make_one_order_and_
     assert_eq!(orders_count(&app).await, 1);
     assert_eq!(app.simulated().payment_intent_count(), 1);
     assert_eq!(app.stock_of(item_id).await, 28);
+    app.drain_jobs().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -509,4 +513,5 @@ async fn two_concurrent_refunds_of_one_order_refund_once() {
     );
     assert_eq!(app.simulated().refund_count(), 1);
     assert_eq!(app.stock_of(item_id).await, 3, "the goods never left");
+    app.drain_jobs().await;
 }

@@ -121,6 +121,7 @@ async fn malformed_orders_are_refused_naming_the_field_and_write_nothing() {
     );
     assert_eq!(order_count(&shop.app).await, 0);
     assert_eq!(shop.app.stock_of(lamp).await, 5);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -161,6 +162,7 @@ async fn an_order_for_an_unknown_or_deleted_item_is_404_and_holds_no_stock() {
         .place_order(&shop.buyer, &[(shop.lamp, 1)], "ghost")
         .await;
     assert_eq!(retry.status(), 404);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -190,6 +192,7 @@ async fn an_order_beyond_the_stock_is_409_naming_the_item_in_the_callers_languag
     assert_eq!(body["errors"]["items[0].quantity"][0], "restam apenas 5");
     assert_eq!(order_count(&shop.app).await, 0);
     assert_eq!(shop.app.stock_of(shop.lamp).await, 5);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -221,6 +224,7 @@ async fn an_order_refused_for_stock_holds_its_key_for_nothing_and_may_be_retried
     assert!(!placed.headers().contains_key("idempotent-replayed"));
     assert_eq!(order_count(&shop.app).await, 1);
     assert_eq!(shop.app.stock_of(shop.lamp).await, 0);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -249,6 +253,7 @@ async fn the_same_key_replays_the_order_and_another_body_is_refused() {
     assert_eq!(order_count(&shop.app).await, 1);
     assert_eq!(shop.app.stock_of(shop.lamp).await, 4);
     assert_eq!(shop.app.simulated().payment_intent_count(), 1);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -278,6 +283,7 @@ async fn prices_are_snapshotted_when_ordered() {
     assert_eq!(view["items"][0]["name"], "Lamp");
     assert_eq!(view["items"][0]["unitPrice"], 1_000);
     assert_eq!(view["total"], 2_000);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -345,6 +351,7 @@ async fn other_users_orders_are_404_and_lists_show_only_ones_own() {
         assert!(matches!(response.status().as_u16(), 400 | 422), "{bad}");
         problem(response).await;
     }
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -453,6 +460,7 @@ async fn each_staff_role_lists_and_reads_its_part_of_the_life_cycle() {
         .unwrap();
     assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
     assert_eq!(filtered["items"][0]["userId"], shop.buyer.id.to_string());
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -498,4 +506,5 @@ async fn deleting_an_order_is_limited_to_final_or_unpaid_ones() {
     assert_eq!(problem(response).await["code"], "order_not_deletable");
     let still = shop.app.staff_order(&shop.admin, &paid).await;
     assert_eq!(still["status"], "PAID");
+    shop.app.drain_jobs().await;
 }

@@ -143,6 +143,7 @@ async fn an_order_goes_from_pending_to_delivered_over_http_and_signed_webhooks()
         .await
         .unwrap();
     assert_eq!(public["stock"], 7);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -169,6 +170,7 @@ async fn a_declined_payment_cancels_the_order_and_restores_its_stock() {
         shop.app.simulated().payment_intent(&intent).unwrap().status,
         dispatch::payments::gateway::IntentStatus::Canceled
     );
+    shop.app.drain_jobs().await;
 }
 
 /// Refund from each allowed status: (status, restock flag, stock comes back).
@@ -227,6 +229,7 @@ async fn a_refund_from_each_allowed_status_follows_its_restock_rule() {
         );
     }
     assert_eq!(shop.app.simulated().refund_count(), 6);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -302,6 +305,7 @@ async fn every_transition_the_life_cycle_lacks_is_a_409_problem() {
             assert_eq!(problem(response).await["code"], "invalid_transition");
         }
     }
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -347,6 +351,7 @@ async fn the_generic_status_patch_performs_the_transition_with_its_effects() {
         .unwrap();
     assert!(matches!(unknown.status().as_u16(), 400 | 422));
     problem(unknown).await;
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -375,6 +380,7 @@ async fn canceling_a_paid_order_restocks_and_refunds_it() {
     assert_eq!(view["refunds"][0]["reason"], "out of paint");
     assert_eq!(view["payment"]["status"], "refunded");
     assert_eq!(shop.app.simulated().refund_count(), 1);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -407,6 +413,7 @@ async fn a_payment_that_lands_on_a_canceled_order_is_refunded_automatically() {
     assert_eq!(view["payment"]["status"], "refunded");
     assert_eq!(shop.app.stock_of(lamp).await, 3);
     assert_eq!(shop.app.simulated().refund_count(), 1);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -457,6 +464,7 @@ async fn payment_events_in_any_order_and_any_number_of_times_leave_one_outcome()
         1,
     );
     assert_eq!(shop.app.send_webhook(&foreign).await.status(), 200);
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -526,14 +534,18 @@ async fn a_webhook_with_a_bad_or_missing_signature_is_refused_and_stores_nothing
         .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(problem(response).await["code"], "invalid_event");
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
 async fn an_unpaid_order_expires_releasing_its_stock_and_canceling_its_payment_intent() {
-    let shop = shop(spawn_app_with_workers(&[("ORDER_PAYMENT_TIMEOUT", "1s")]).await).await;
+    let shop = shop(spawn_app_with_workers(&[]).await).await;
     let lamp = item(&shop, 900, 2).await;
     let id = id_of(&shop.app.placed_order(&shop.buyer, &[(lamp, 2)]).await);
     assert_eq!(shop.app.stock_of(lamp).await, 0);
+    // The payment timeout passes (on the app's clock).
+    shop.app
+        .advance_clock(shop.app.state.config.order_payment_timeout + Duration::from_secs(1));
     shop.app.wait_for_order_status(&id, "CANCELED").await;
     assert_eq!(shop.app.stock_of(lamp).await, 2);
     shop.app.wait_for_jobs_idle().await;
@@ -547,20 +559,29 @@ async fn an_unpaid_order_expires_releasing_its_stock_and_canceling_its_payment_i
     assert_eq!(last["actor"], "system");
     assert_eq!(last["reason"], "payment_timeout");
     assert_eq!(view["payment"]["status"], "canceled");
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
 async fn reconciliation_pays_an_order_whose_webhook_was_lost() {
-    let shop = shop(spawn_app_with(&[("PAYMENT_RECONCILE_AFTER", "1ms")]).await).await;
+    let shop = shop(spawn_app_with(&[]).await).await;
     let lamp = item(&shop, 800, 2).await;
     let id = id_of(&shop.app.placed_order(&shop.buyer, &[(lamp, 1)]).await);
     let intent = shop.app.intent_of(&id).await;
     // Paid at the provider; its webhook is lost.
     shop.app.simulated().confirm_without_webhook(&intent).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Long enough ago for reconciliation to ask the provider (on the app's clock).
+    let config = &shop.app.state.config;
+    shop.app.advance_clock(
+        config
+            .payment_reconcile_after
+            .max(config.order_recovery_after)
+            + Duration::from_secs(1),
+    );
     let ctx = JobServices::from_state(&shop.app.state).context(Uuid::new_v4(), 1, Uuid::new_v4());
     Reconcile::default().run(&ctx).await.unwrap();
     let view = shop.app.staff_order(&shop.admin, &id).await;
     assert_eq!(view["status"], "PAID");
     assert_eq!(view["timeline"][1]["actor"], "job");
+    shop.app.drain_jobs().await;
 }

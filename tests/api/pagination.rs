@@ -239,6 +239,7 @@ async fn paging_through_250_items_while_others_are_added_serves_each_exactly_onc
     let everything = read_all(&app, "/api/v1/items", 100, None, || async {}).await;
     assert_eq!(everything.len(), 250 + pages_between + concurrent);
     assert_no_repeats(&ids_of(&everything));
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -270,6 +271,7 @@ async fn the_admin_list_pages_the_same_way() {
         items.iter().all(|i| i.get("pricePaymentId").is_some()),
         "staff fields on every page"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -356,6 +358,7 @@ async fn a_limit_outside_1_to_100_is_a_422_naming_limit() {
             assert!(body["errors"]["limit"].is_array(), "{body}");
         }
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -389,4 +392,5 @@ async fn a_malformed_cursor_is_a_400_naming_cursor() {
             assert!(body["errors"]["cursor"].is_array(), "{body}");
         }
     }
+    app.drain_jobs().await;
 }

@@ -112,6 +112,7 @@ async fn the_third_login_attempt_from_one_address_within_the_quota_is_refused() 
         60,
     )
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -163,6 +164,7 @@ async fn login_attempts_for_one_account_are_limited_across_addresses() {
         60,
     )
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -214,6 +216,7 @@ async fn the_third_registration_from_one_address_within_the_quota_is_refused() {
             .status(),
         200
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -254,6 +257,7 @@ async fn off_disables_the_limits() {
             201
         );
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]

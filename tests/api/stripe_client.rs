@@ -1033,6 +1033,7 @@ async fn an_order_lives_from_placement_to_refund_through_the_stripe_client() {
         8,
         "delivered goods refunded without restock stay out of stock"
     );
+    shop.app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -1087,6 +1088,8 @@ async fn a_declined_refund_fails_its_job_at_once_and_marks_the_refund_failed() {
         view["payment"]["status"], "succeeded",
         "the money was not returned"
     );
+    app.drain_jobs().await;
+    app.expect_leftover_jobs(&["order.refund"]);
 }
 
 #[tokio::test]
@@ -1127,4 +1130,6 @@ async fn a_second_declined_refund_is_recorded_failed_too() {
         let view = app.staff_order(&shop.admin, id).await;
         assert_eq!(view["refunds"][0]["status"], "failed", "order {id}");
     }
+    app.drain_jobs().await;
+    app.expect_leftover_jobs(&["order.refund"]);
 }

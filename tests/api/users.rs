@@ -114,6 +114,7 @@ async fn registering_without_an_address_returns_the_account_with_its_email_in_lo
     );
     // The account can sign in with the address as typed.
     assert_eq!(app.login(&email, PASSWORD).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -146,6 +147,7 @@ async fn registering_with_an_address_in_pt_br_keeps_both() {
     assert_eq!(mine, body);
     let login: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
     assert_eq!(login["language"], "pt-BR");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -188,6 +190,7 @@ async fn registering_an_email_a_live_user_has_is_409_in_any_case() {
     // The original account is untouched.
     let mine = ok_json(me(&app, &existing.access_token).await).await;
     assert_eq!(mine["name"], "Test Shopper");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -220,6 +223,7 @@ async fn a_deleted_users_email_can_register_again() {
         "invalid_credentials",
     )
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -235,6 +239,7 @@ async fn a_user_reads_their_own_account() {
     assert_eq!(body["role"], "user");
     assert_eq!(body["language"], "en");
     assert!(body["address"].is_null());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -260,6 +265,7 @@ async fn a_user_changes_their_name_and_language() {
     assert_eq!(mine["language"], "pt-BR");
     let login: Value = app.login(&user.email, PASSWORD).await.json().await.unwrap();
     assert_eq!(login["language"], "pt-BR");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -285,6 +291,7 @@ async fn a_user_sets_replaces_and_removes_their_address() {
     let removed = ok_json(patch_me(&app, &user, &json!({"address": null})).await).await;
     assert!(removed["address"].is_null(), "{removed}");
     assert!(ok_json(me(&app, &user.access_token).await).await["address"].is_null());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -315,6 +322,7 @@ async fn a_user_changes_their_email_and_signs_in_with_the_new_one() {
     )
     .await;
     assert_eq!(response.status(), 201);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -338,6 +346,7 @@ async fn changing_the_email_to_another_live_users_email_is_409() {
         mine["name"], "Test Shopper",
         "nothing of a refused change is kept"
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -356,6 +365,7 @@ async fn changing_the_password_without_the_current_one_is_422() {
         "invalid_credentials",
     )
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -379,6 +389,7 @@ async fn changing_the_password_with_a_wrong_current_one_is_422() {
         "invalid_credentials",
     )
     .await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -423,6 +434,7 @@ async fn changing_the_password_ends_the_other_sessions_but_not_the_current_one()
         .await
         .unwrap();
     assert_eq!(own_refresh.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -440,6 +452,7 @@ async fn a_too_short_new_password_is_422_naming_password() {
     let body = expect_problem(response, 422, "validation_failed").await;
     names_field(&body, "password");
     assert_eq!(app.login(&user.email, PASSWORD).await.status(), 200);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -467,6 +480,7 @@ async fn a_public_profile_shows_only_id_name_and_created_at() {
     assert!(body.get("email").is_none());
     assert_eq!(body["id"], subject.id.to_string());
     assert_eq!(body["name"], "Test Shopper");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -499,6 +513,7 @@ async fn a_public_profile_of_a_deleted_or_unknown_user_is_404() {
         .unwrap();
     let body = expect_problem(malformed, 400, "invalid_request").await;
     names_field(&body, "id");
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -513,6 +528,7 @@ async fn a_public_profile_needs_a_signed_in_caller() {
         .unwrap();
 
     expect_problem(response, 401, "unauthorized").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -558,6 +574,7 @@ async fn an_address_with_a_missing_field_is_400_naming_it() {
     let body = expect_problem(patch, 400, "invalid_request").await;
     names_field(&body, "address.city");
     assert!(ok_json(me(&app, &user.access_token).await).await["address"].is_null());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -586,6 +603,7 @@ async fn an_address_with_a_three_letter_country_is_422_naming_it() {
     let body = expect_problem(patch, 422, "validation_failed").await;
     names_field(&body, "address.country");
     assert!(ok_json(me(&app, &user.access_token).await).await["address"].is_null());
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -618,6 +636,7 @@ async fn problem_details_follow_accept_language() {
         json!(["já é usado por outra conta"])
     );
     assert_ne!(english["detail"], portuguese["detail"]);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -666,6 +685,7 @@ async fn problem_details_follow_the_lang_query_parameter() {
         wrong["errors"]["currentPassword"],
         json!(["não é a sua senha atual"])
     );
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -695,4 +715,5 @@ async fn nobody_gives_themselves_a_role() {
         "invalid_credentials",
     )
     .await;
+    app.drain_jobs().await;
 }

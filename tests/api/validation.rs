@@ -124,6 +124,7 @@ async fn an_unknown_json_field_is_a_400_naming_it() {
         .await
         .unwrap();
     assert_names_field(response, 400, "invalid_request", "rememberMe").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -179,6 +180,7 @@ async fn a_value_of_the_wrong_type_is_a_400_naming_the_field() {
         .await
         .unwrap();
     assert_names_field(response, 400, "invalid_request", "role").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -273,6 +275,7 @@ async fn an_out_of_range_value_is_a_422_naming_the_field() {
         (stored["price"].as_i64(), stored["stock"].as_i64()),
         (Some(100), Some(1))
     );
+    app.drain_jobs().await;
 }
 
 /// The out-of-range value of `field` used in the PATCH round.
@@ -313,6 +316,7 @@ async fn a_malformed_id_in_the_path_is_a_400_naming_id() {
             assert!(body["errors"]["id"].is_array(), "{url}: {body}");
         }
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -342,6 +346,7 @@ async fn malformed_json_is_a_400() {
             .unwrap();
         assert_names_field(response, 400, "invalid_request", "body").await;
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -376,6 +381,7 @@ async fn a_body_that_is_not_json_is_a_415() {
             .unwrap();
         assert_eq!(response.status(), 201, "{content_type}");
     }
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -416,6 +422,7 @@ async fn a_body_over_the_limit_is_a_413_problem() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -453,6 +460,7 @@ async fn a_missing_required_field_is_a_400_naming_it() {
         .await
         .unwrap();
     assert_names_field(response, 400, "invalid_request", "password").await;
+    app.drain_jobs().await;
 }
 
 #[tokio::test]
@@ -576,4 +584,5 @@ async fn problems_speak_portuguese_when_asked() {
             ["is required"]
         );
     }
+    app.drain_jobs().await;
 }
