@@ -105,7 +105,8 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
         tokens,
         passwords,
         sessions,
-        gateway,
+        gateway: gateway.gateway,
+        simulated_gateway: gateway.simulated,
         locks,
         notifications: crate::notifications::hub::NotificationHub::new(),
         metrics: telemetry::metrics_handle(),
@@ -144,7 +145,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let app = router(&state);
-    if let (Some(simulated), Ok(local)) = (state.gateway.as_simulated(), listener.local_addr()) {
+    if let (Some(simulated), Ok(local)) = (&state.simulated_gateway, listener.local_addr()) {
         // The simulated provider calls our webhook like Stripe would.
         let host = if local.ip().is_unspecified() {
             std::net::IpAddr::from([127, 0, 0, 1])

@@ -28,7 +28,7 @@ impl Job for Cleanup {
         let records = crate::idempotency::delete_expired(&*txn).await?;
         let events_before = crate::db::now()
             - chrono::Duration::from_std(PAYMENT_EVENT_RETENTION).unwrap_or_default();
-        let events = crate::payments::events::delete_events_before(&*txn, events_before).await?;
+        let events = crate::payments::queries::delete_events_before(&*txn, events_before).await?;
         let read_before = crate::db::now()
             - chrono::Duration::from_std(ctx.config.notification_retention)
                 .unwrap_or(chrono::Duration::days(30));
@@ -61,7 +61,7 @@ pub fn standard_schedule() -> Vec<Periodic> {
         Periodic {
             name: "payment.reconcile",
             every: Duration::from_secs(60),
-            make: || NewJob::of(&crate::payments::jobs::Reconcile::default()),
+            make: || NewJob::of(&crate::orders::reconcile::Reconcile::default()),
         },
     ]
 }

@@ -157,9 +157,9 @@ impl Registry {
             .with::<crate::orders::jobs::Process>()
             .with::<crate::orders::jobs::ProcessingFailed>()
             .with::<crate::orders::jobs::Expire>()
-            .with::<crate::payments::jobs::CancelPayment>()
-            .with::<crate::payments::jobs::Refund>()
-            .with::<crate::payments::jobs::Reconcile>()
+            .with::<crate::orders::cancel_payment::CancelPayment>()
+            .with::<crate::orders::refunds::Refund>()
+            .with::<crate::orders::reconcile::Reconcile>()
     }
 
     /// Adds a kind (tests add their own).

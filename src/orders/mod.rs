@@ -6,14 +6,19 @@
 //! effects (timeline, stock, refund record, jobs) commit with it.
 
 pub mod admin_routes;
+pub mod cancel_payment;
 pub mod jobs;
 pub mod model;
+pub mod payment_outcomes;
 pub mod place;
 pub mod queries;
+pub mod reconcile;
+pub mod refunds;
 pub mod routes;
 pub mod status;
 pub mod transition;
 pub mod views;
+pub mod webhook;
 
 use crate::cache::SharedCache;
 

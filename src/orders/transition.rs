@@ -18,22 +18,20 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
+    cancel_payment::CancelPayment,
     jobs::Process,
     model::{
         order::{self, Entity as Orders},
         order_event,
     },
+    refunds::start_refund,
     status::OrderStatus,
 };
 use crate::{
     db::WriteTxn,
     jobs::{self, NewJob},
     notifications::deliver::Deliver,
-    payments::{
-        jobs::{CancelPayment, start_refund},
-        model::payment::PaymentStatus,
-        queries as payments,
-    },
+    payments::{model::payment::PaymentStatus, queries as payments},
 };
 
 /// Who moved the order (recorded in the timeline).

@@ -13,6 +13,7 @@ use super::{
     gateway::PaymentIntent,
     model::{
         payment::{self, Entity as Payments, PaymentStatus},
+        payment_event::{self, Entity as PaymentEvents},
         refund::{self, Entity as Refunds, RefundStatus},
     },
 };
@@ -213,4 +214,62 @@ pub async fn refund_by_provider_id<C: ConnectionTrait>(
         .filter(refund::Column::ProviderRefundId.eq(provider_refund_id))
         .one(conn)
         .await
+}
+
+/// Stores the PaymentIntent id of a payment that has none yet (a provider
+/// event overtook the checkout that stores it).
+pub async fn remember_intent<C: ConnectionTrait>(
+    conn: &C,
+    payment_id: Uuid,
+    intent_id: &str,
+) -> Result<(), DbErr> {
+    Payments::update_many()
+        .col_expr(
+            payment::Column::ProviderPaymentId,
+            Expr::value(intent_id.to_owned()),
+        )
+        .filter(payment::Column::Id.eq(payment_id))
+        .filter(payment::Column::ProviderPaymentId.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a webhook event id; `false` if it was seen before (a duplicate
+/// delivery). Written in the transaction of the event's effects, so an
+/// event whose processing failed leaves no record and is processed again
+/// when the provider retries.
+pub async fn record_webhook_event<C: ConnectionTrait>(
+    conn: &C,
+    event_id: &str,
+    event_type: &str,
+) -> Result<bool, DbErr> {
+    let now = crate::db::now();
+    let inserted = PaymentEvents::insert(payment_event::ActiveModel {
+        id: Set(crate::db::new_id()),
+        provider_event_id: Set(event_id.to_owned()),
+        event_type: Set(event_type.to_owned()),
+        received_at: Set(now),
+        processed_at: Set(Some(now)),
+    })
+    .on_conflict(
+        OnConflict::column(payment_event::Column::ProviderEventId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(inserted == 1)
+}
+
+/// Removes processed webhook events past retention (the maintenance job).
+pub async fn delete_events_before<C: ConnectionTrait>(
+    conn: &C,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    Ok(PaymentEvents::delete_many()
+        .filter(payment_event::Column::ReceivedAt.lt(before))
+        .exec(conn)
+        .await?
+        .rows_affected)
 }

@@ -378,8 +378,4 @@ impl PaymentGateway for SimulatedGateway {
     async fn retrieve_refund(&self, id: &str) -> Result<ProviderRefund, GatewayError> {
         self.refunds.get(id).ok_or(GatewayError::NotFound)
     }
-
-    fn as_simulated(&self) -> Option<&SimulatedGateway> {
-        Some(self)
-    }
 }

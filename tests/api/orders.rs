@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use dispatch::{
-    jobs::Job, jobs::registry::JobServices, orders::model::order_event, payments::jobs::Reconcile,
-    users::role::Role,
+    jobs::Job, jobs::registry::JobServices, orders::model::order_event,
+    orders::reconcile::Reconcile, users::role::Role,
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -212,7 +212,7 @@ async fn a_refund_from_each_allowed_status_follows_its_restock_rule() {
         // The refund job gives the money back.
         let ctx =
             JobServices::from_state(&shop.app.state).context(Uuid::new_v4(), 1, Uuid::new_v4());
-        dispatch::payments::jobs::Refund {
+        dispatch::orders::refunds::Refund {
             order_id: id.parse().unwrap(),
         }
         .run(&ctx)
