@@ -285,7 +285,7 @@ async fn reserve(
     let mut lines = Vec::with_capacity(wanted.len());
     let mut total: i64 = 0;
     for (index, line) in wanted {
-        let Some(item) = queries::take_stock(&*txn, line.item_id, line.quantity).await? else {
+        let Some(item) = catalog::take_stock(&*txn, line.item_id, line.quantity).await? else {
             return Err(shortfall(&*txn, index, line.item_id).await?.into());
         };
         let line_total = item

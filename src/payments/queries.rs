@@ -273,3 +273,18 @@ pub async fn delete_events_before<C: ConnectionTrait>(
         .await?
         .rows_affected)
 }
+
+/// Removes an order's payment while it has no PaymentIntent (a checkout
+/// undone because its intent could not be created); `false` if there was
+/// none, or a concurrent resume attached an intent first.
+pub async fn delete_unattached_payment<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+) -> Result<bool, DbErr> {
+    let removed = Payments::delete_many()
+        .filter(payment::Column::OrderId.eq(order_id))
+        .filter(payment::Column::ProviderPaymentId.is_null())
+        .exec(conn)
+        .await?;
+    Ok(removed.rows_affected == 1)
+}
