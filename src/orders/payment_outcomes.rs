@@ -22,7 +22,7 @@ use crate::{
     payments::{
         gateway::IntentOutcome,
         model::payment::{self, PaymentStatus},
-        queries::{self as payments, UNSETTLED},
+        queries::{self as payments, AWAITING_OUTCOME, UNSETTLED},
     },
 };
 
@@ -68,7 +68,7 @@ pub async fn apply_intent_outcome(
     let from: &[PaymentStatus] = match outcome {
         IntentOutcome::Succeeded | IntentOutcome::Canceled => &UNSETTLED,
         // A decline never overrides a later success or cancellation.
-        IntentOutcome::Failed => &UNSETTLED[..3],
+        IntentOutcome::Failed => &AWAITING_OUTCOME,
     };
     payments::set_payment_status(&**txn, payment.id, from, new_status).await?;
     // A racing transition may move the order between our read and our

@@ -30,7 +30,7 @@ use super::{
     jobs::Expire,
     queries::{self, NewLine, NewOrder, OrderRecord},
     status::OrderStatus,
-    transition::{Actor, notify, record_event},
+    transition::{Actor, notify, record_timeline_step},
     views::OrderView,
 };
 use crate::{
@@ -48,7 +48,7 @@ use crate::{
     users::queries as users,
 };
 
-pub const MAX_LINES: usize = 100;
+pub const MAX_LINES: u64 = 100;
 pub const MAX_QUANTITY: i64 = 10_000;
 
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
@@ -56,7 +56,7 @@ pub const MAX_QUANTITY: i64 = 10_000;
 pub struct PlaceOrderRequest {
     /// 1 to 100 lines, each item at most once.
     #[validate(
-        length(min = 1, max = 100, code = "lines"),
+        length(min = 1, max = MAX_LINES, code = "lines"),
         nested,
         custom(function = "distinct_items")
     )]
@@ -68,7 +68,7 @@ pub struct PlaceOrderRequest {
 pub struct OrderLineRequest {
     pub item_id: Uuid,
     /// 1 to 10 000.
-    #[validate(range(min = 1, max = 10_000, code = "range"))]
+    #[validate(range(min = 1, max = MAX_QUANTITY, code = "range"))]
     pub quantity: i64,
 }
 
@@ -324,7 +324,7 @@ async fn reserve(
         payments::insert_payment(&*txn, order_id, state.gateway.provider(), total, &currency)
             .await?,
     );
-    record_event(
+    record_timeline_step(
         &*txn,
         order_id,
         None,

@@ -160,7 +160,7 @@ pub async fn transition(
         });
     }
     write_status(txn, &current, &change).await?;
-    record_event(
+    record_timeline_step(
         &**txn,
         order_id,
         Some(from),
@@ -230,7 +230,7 @@ async fn write_status(
 }
 
 /// Appends one step to the order's timeline.
-pub async fn record_event<C: ConnectionTrait>(
+pub async fn record_timeline_step<C: ConnectionTrait>(
     conn: &C,
     order_id: Uuid,
     from: Option<OrderStatus>,

@@ -139,6 +139,15 @@ pub const UNSETTLED: [PaymentStatus; 4] = [
     PaymentStatus::Failed,
 ];
 
+/// The unsettled statuses without `Failed`: what a decline may overwrite
+/// (a payment already failed stays as it is; a later success or
+/// cancellation is never overwritten, being settled).
+pub const AWAITING_OUTCOME: [PaymentStatus; 3] = [
+    PaymentStatus::Creating,
+    PaymentStatus::RequiresPayment,
+    PaymentStatus::Processing,
+];
+
 /// Decides to refund `payment` in full: one refund per payment, so a second
 /// decision (a cancel racing a late webhook, say) finds the first.
 pub async fn open_refund<C: ConnectionTrait>(
@@ -287,4 +296,18 @@ pub async fn delete_unattached_payment<C: ConnectionTrait>(
         .exec(conn)
         .await?;
     Ok(removed.rows_affected == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decline_may_overwrite_every_unsettled_status_but_failed() {
+        let without_failed: Vec<PaymentStatus> = UNSETTLED
+            .into_iter()
+            .filter(|s| *s != PaymentStatus::Failed)
+            .collect();
+        assert_eq!(without_failed, AWAITING_OUTCOME);
+    }
 }
