@@ -12,7 +12,7 @@ use super::{
     model::order::Entity as Orders,
     reconcile::settle_pending,
     status::OrderStatus,
-    transition::{Actor, Change, TransitionError, notify, transition},
+    transition::{Actor, Change, Notify, Target, TransitionError, notify, transition},
 };
 use crate::jobs::{Job, JobContext, JobError, JobOptions, NewJob, Queue};
 
@@ -37,7 +37,7 @@ impl Job for Process {
         match transition(
             &txn,
             self.order_id,
-            Change::to(OrderStatus::Processed, Actor::Job),
+            Change::to(Target::Processed, Actor::Job),
         )
         .await
         {
@@ -90,12 +90,12 @@ impl Job for ProcessingFailed {
             return Ok(());
         };
         let to = if order.status.is_paid() {
-            OrderStatus::Refunded
+            Target::Refunded { restock: false }
         } else {
-            OrderStatus::Canceled
+            Target::Canceled
         };
         let mut change = Change::to(to, Actor::Job).because("processing_failed");
-        change.notify = false;
+        change.notify = Notify::Nobody;
         match transition(&txn, self.order_id, change).await {
             Ok(done) => {
                 notify(&txn, &done.order, "order.failed").await?;

@@ -15,7 +15,7 @@ use super::{
     model::order::Entity as Orders,
     refunds::start_refund,
     status::OrderStatus,
-    transition::{Actor, Change, TransitionError, Transitioned, transition},
+    transition::{Actor, Change, Target, TransitionError, Transitioned, transition},
 };
 use crate::{
     db::WriteTxn,
@@ -79,7 +79,7 @@ pub async fn apply_intent_outcome(
         };
         let result = match (outcome, order.status) {
             (IntentOutcome::Succeeded, OrderStatus::Pending) => {
-                transition(txn, order_id, Change::to(OrderStatus::Paid, actor)).await
+                transition(txn, order_id, Change::to(Target::Paid, actor)).await
             }
             (IntentOutcome::Succeeded, OrderStatus::Canceled) => {
                 refund_late_payment(txn, &payment).await?;
@@ -89,11 +89,11 @@ pub async fn apply_intent_outcome(
                 });
             }
             (IntentOutcome::Failed, OrderStatus::Pending) => {
-                let change = Change::to(OrderStatus::Canceled, actor).because("payment_failed");
+                let change = Change::to(Target::Canceled, actor).because("payment_failed");
                 transition(txn, order_id, change).await
             }
             (IntentOutcome::Canceled, OrderStatus::Pending) => {
-                let change = Change::to(OrderStatus::Canceled, actor).because("payment_canceled");
+                let change = Change::to(Target::Canceled, actor).because("payment_canceled");
                 transition(txn, order_id, change).await
             }
             // Already where this fact leads, or past it.

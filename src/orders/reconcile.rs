@@ -16,7 +16,7 @@ use super::{
     model::order::{self, Entity as Orders},
     payment_outcomes::apply_intent_outcome,
     status::OrderStatus,
-    transition::{Actor, Change, TransitionError, transition},
+    transition::{Actor, Change, Target, TransitionError, transition},
 };
 use crate::{
     jobs::{Job, JobContext, JobError, Queue},
@@ -131,7 +131,7 @@ async fn cancel_unpaid(
     free_key: bool,
 ) -> Result<(), JobError> {
     let txn = ctx.db.begin_write().await?;
-    let mut change = Change::to(OrderStatus::Canceled, Actor::System).because(reason);
+    let mut change = Change::to(Target::Canceled, Actor::System).because(reason);
     // Decided on an earlier read: if a payment made it PAID meanwhile, that wins.
     change.expect_from = Some(OrderStatus::Pending);
     match transition(&txn, order_id, change).await {
