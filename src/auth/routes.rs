@@ -25,7 +25,10 @@ use crate::{
         extract::{ClientIp, ValidJson, parse_json},
     },
     jobs::{self, NewJob},
-    notifications::deliver::Deliver,
+    notifications::{
+        deliver::Deliver,
+        event::{NotificationEvent, SignIn},
+    },
     rate_limit::{Limit, check_ip_and_account},
     state::AppState,
     users::{email::Email, language::Language, queries as users},
@@ -137,11 +140,10 @@ async fn login(
     .await?;
     let login = Deliver {
         user_id: user.id,
-        event: "auth.login".to_owned(),
-        data: serde_json::json!({
-            "sessionId": session_id,
-            "ip": ip.map(|ip| ip.to_string()),
-            "userAgent": user_agent_for_notification,
+        event: NotificationEvent::SignedIn(SignIn {
+            session_id,
+            ip: ip.map(|ip| ip.to_string()),
+            user_agent: user_agent_for_notification,
         }),
     };
     jobs::enqueue(&txn, NewJob::of(&login)).await?;

@@ -14,7 +14,10 @@ use super::{
     status::OrderStatus,
     transition::{Actor, Change, Notify, Target, TransitionError, notify, transition},
 };
-use crate::jobs::{Job, JobContext, JobError, JobOptions, NewJob, Queue};
+use crate::{
+    jobs::{Job, JobContext, JobError, JobOptions, NewJob, Queue},
+    notifications::event::NotificationEvent,
+};
 
 /// Fulfilment of a paid order: PAID → PROCESSED.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,7 +101,7 @@ impl Job for ProcessingFailed {
         change.notify = Notify::Nobody;
         match transition(&txn, self.order_id, change).await {
             Ok(done) => {
-                notify(&txn, &done.order, "order.failed").await?;
+                notify(&txn, &done.order, NotificationEvent::OrderFailed).await?;
                 txn.commit().await?;
                 after_commit(&ctx.cache, done.restocked).await;
                 Ok(())

@@ -40,6 +40,7 @@ use crate::{
     http::error::{ApiError, FieldIssue, FieldIssues},
     idempotency::{self, Claim, Claimed, IdempotencyKey},
     jobs::{self, NewJob},
+    notifications::event::NotificationEvent,
     payments::{
         gateway::{GatewayError, IntentRequest},
         queries as payments,
@@ -202,7 +203,7 @@ pub async fn place_order(
         match payments::attach_intent(&*txn, order_id, &intent).await? {
             Some(payment) => {
                 record.payment = Some(payment);
-                notify(&txn, &record.order, "order.created").await?;
+                notify(&txn, &record.order, NotificationEvent::OrderCreated).await?;
             }
             // A concurrent resume attached the same PaymentIntent (and
             // announced the order) first: answer with the order as stored.

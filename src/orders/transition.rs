@@ -14,7 +14,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::Expr,
 };
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
@@ -30,7 +29,10 @@ use super::{
 use crate::{
     db::WriteTxn,
     jobs::{self, NewJob},
-    notifications::deliver::Deliver,
+    notifications::{
+        deliver::Deliver,
+        event::{NotificationEvent, OrderSummary},
+    },
     payments::{model::payment::PaymentStatus, queries as payments},
 };
 
@@ -309,9 +311,9 @@ async fn apply_effects(
         }
         Target::Processed | Target::Shipped { .. } | Target::Delivered => {}
     }
-    let event = match change.notify {
-        Notify::Owner => Some(event_name(change.to.status())),
-        Notify::OwnerOfStatusChange => Some("order.status_changed"),
+    let event: Option<OrderEvent> = match change.notify {
+        Notify::Owner => Some(event_of(&change.to)),
+        Notify::OwnerOfStatusChange => Some(NotificationEvent::OrderStatusChanged),
         Notify::Nobody => None,
     };
     if let Some(event) = event {
@@ -320,29 +322,33 @@ async fn apply_effects(
     Ok(())
 }
 
-fn event_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Pending => "order.created",
-        OrderStatus::Paid => "order.paid",
-        OrderStatus::Processed => "order.processed",
-        OrderStatus::Shipped => "order.shipped",
-        OrderStatus::Delivered => "order.delivered",
-        OrderStatus::Canceled => "order.canceled",
-        OrderStatus::Refunded => "order.refunded",
+/// A notification about an order, made from the order's summary
+/// (`NotificationEvent::OrderPaid`, …).
+pub type OrderEvent = fn(OrderSummary) -> NotificationEvent;
+
+/// The event a target status tells its owner.
+fn event_of(target: &Target) -> OrderEvent {
+    match target {
+        Target::Paid => NotificationEvent::OrderPaid,
+        Target::Processed => NotificationEvent::OrderProcessed,
+        Target::Shipped { .. } => NotificationEvent::OrderShipped,
+        Target::Delivered => NotificationEvent::OrderDelivered,
+        Target::Canceled => NotificationEvent::OrderCanceled,
+        Target::Refunded { .. } => NotificationEvent::OrderRefunded,
     }
 }
 
 /// Records `event` for the order's owner, by a job committed with the change.
-pub async fn notify(txn: &WriteTxn, order: &order::Model, event: &str) -> Result<(), DbErr> {
+pub async fn notify(txn: &WriteTxn, order: &order::Model, event: OrderEvent) -> Result<(), DbErr> {
+    let summary = OrderSummary {
+        order_id: order.id,
+        status: order.status.as_str().to_owned(),
+        total: order.total,
+        currency: order.currency.clone(),
+    };
     let job = Deliver {
         user_id: order.user_id,
-        event: event.to_owned(),
-        data: json!({
-            "orderId": order.id,
-            "status": order.status,
-            "total": order.total,
-            "currency": order.currency,
-        }),
+        event: event(summary),
     };
     jobs::enqueue(txn, NewJob::of(&job)).await?;
     Ok(())
