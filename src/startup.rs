@@ -90,6 +90,11 @@ pub async fn build_state(mut config: Config) -> anyhow::Result<AppState> {
         PasswordHasher::new(config.password_hash_memory_kib).context("PASSWORD_HASH_MEMORY_KIB")?;
     let gateway = crate::payments::gateway_from_config(&config).context("payment gateway")?;
     let sessions = SessionGate::new(Arc::clone(&cache), config.cache_ttl);
+    // After-commit effects: what a committed change makes stale.
+    db.on_commit(
+        crate::catalog::STOCK_CHANGED,
+        crate::catalog::on_stock_changed(Arc::clone(&cache)),
+    );
     tracing::info!(
         database = if db.is_postgres() { "postgresql" } else { "sqlite" },
         redis = kv.is_some(),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::item::{self, Entity as Items};
 use crate::{
-    db::contains_folded,
+    db::{WriteTxn, contains_folded},
     pagination::{Cursor, Page, PageRequest},
 };
 
@@ -163,12 +163,14 @@ pub async fn soft_delete<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<bool,
 
 /// Takes `quantity` of an item if enough remains; the item as it is now,
 /// or `None` if it is missing, deleted or short. The condition is in the
-/// `UPDATE` itself, so concurrent orders can never oversell.
-pub async fn take_stock<C: ConnectionTrait>(
-    conn: &C,
+/// `UPDATE` itself, so concurrent orders can never oversell. The cached
+/// catalogue is invalidated when `txn` commits.
+pub async fn take_stock(
+    txn: &WriteTxn,
     item_id: Uuid,
     quantity: i64,
 ) -> Result<Option<item::Model>, DbErr> {
+    txn.after_commit(super::STOCK_CHANGED);
     let taken = Items::update_many()
         .col_expr(
             item::Column::Stock,
@@ -178,18 +180,16 @@ pub async fn take_stock<C: ConnectionTrait>(
         .filter(item::Column::Id.eq(item_id))
         .filter(item::Column::DeletedAt.is_null())
         .filter(item::Column::Stock.gte(quantity))
-        .exec_with_returning(conn)
+        .exec_with_returning(&**txn)
         .await?;
     Ok(taken.into_iter().next())
 }
 
 /// Gives `quantity` of an item back (a canceled or undone order), deleted
-/// or not: the goods came back either way.
-pub async fn put_back_stock<C: ConnectionTrait>(
-    conn: &C,
-    item_id: Uuid,
-    quantity: i64,
-) -> Result<(), DbErr> {
+/// or not: the goods came back either way. The cached catalogue is
+/// invalidated when `txn` commits.
+pub async fn put_back_stock(txn: &WriteTxn, item_id: Uuid, quantity: i64) -> Result<(), DbErr> {
+    txn.after_commit(super::STOCK_CHANGED);
     Items::update_many()
         .col_expr(
             item::Column::Stock,
@@ -197,7 +197,7 @@ pub async fn put_back_stock<C: ConnectionTrait>(
         )
         .col_expr(item::Column::UpdatedAt, Expr::value(crate::db::now()))
         .filter(item::Column::Id.eq(item_id))
-        .exec(conn)
+        .exec(&**txn)
         .await?;
     Ok(())
 }

@@ -19,7 +19,6 @@ use uuid::Uuid;
 use validator::Validate;
 
 use super::{
-    after_commit,
     model::order,
     queries::{self, OrderFilter},
     routes::check_window,
@@ -177,7 +176,6 @@ async fn act(
     let txn = state.db.begin_write().await?;
     let done = transition(&txn, id, change).await?;
     txn.commit().await?;
-    after_commit(&state.cache, done.restocked).await;
     let mut view = full_view(state, done.order).await?;
     view.pending_payment_action = done.payment_action;
     let status = if done.payment_action.is_some() {
@@ -409,10 +407,9 @@ async fn delete_order(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let txn = state.db.begin_write().await?;
-    let mut restocked = false;
     if order.status == OrderStatus::Pending {
         let change = Change::to(Target::Canceled, Actor::User(staff.id)).because("deleted");
-        restocked = transition(&txn, id, change).await?.restocked;
+        transition(&txn, id, change).await?;
     }
     let deletable = [
         OrderStatus::Pending,
@@ -425,7 +422,6 @@ async fn delete_order(
         );
     }
     txn.commit().await?;
-    after_commit(&state.cache, restocked).await;
     tracing::info!(actor.id = %staff.id, order.id = %id, "order deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{after_commit, payment_outcomes::apply_intent_outcome, transition::Actor};
+use super::{payment_outcomes::apply_intent_outcome, transition::Actor};
 use crate::{
     jobs::{Job, JobContext, JobError, JobOptions, Queue},
     payments::{
@@ -78,7 +78,7 @@ impl Job for CancelPayment {
                     return Err(JobError::permanent(why));
                 }
                 let txn = ctx.db.begin_write().await?;
-                let applied = apply_intent_outcome(
+                apply_intent_outcome(
                     &txn,
                     self.order_id,
                     &intent_id,
@@ -87,7 +87,6 @@ impl Job for CancelPayment {
                 )
                 .await?;
                 txn.commit().await?;
-                after_commit(&ctx.cache, applied.restocked()).await;
                 Ok(())
             }
             Err(e) => Err(e.into()),

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    after_commit,
     model::order::Entity as Orders,
     reconcile::settle_pending,
     status::OrderStatus,
@@ -103,7 +102,6 @@ impl Job for ProcessingFailed {
             Ok(done) => {
                 notify(&txn, &done.order, NotificationEvent::OrderFailed).await?;
                 txn.commit().await?;
-                after_commit(&ctx.cache, done.restocked).await;
                 Ok(())
             }
             // Already final (canceled or refunded by someone else), or moved

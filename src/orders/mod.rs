@@ -19,13 +19,3 @@ pub mod status;
 pub mod transition;
 pub mod views;
 pub mod webhook;
-
-use crate::cache::SharedCache;
-
-/// After a commit that gave stock back (or took it), the catalogue's cached
-/// pages are stale.
-pub async fn after_commit(cache: &SharedCache, stock_changed: bool) {
-    if stock_changed {
-        cache.bump(crate::catalog::CACHE_NAMESPACE).await;
-    }
-}

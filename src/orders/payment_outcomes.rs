@@ -34,12 +34,6 @@ pub struct Applied {
     pub auto_refund: bool,
 }
 
-impl Applied {
-    pub fn restocked(&self) -> bool {
-        self.transitioned.as_ref().is_some_and(|t| t.restocked)
-    }
-}
-
 /// Applies `outcome` of PaymentIntent `intent_id` to the order it pays for.
 pub async fn apply_intent_outcome(
     txn: &WriteTxn,

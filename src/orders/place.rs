@@ -26,7 +26,6 @@ use uuid::Uuid;
 use validator::{Validate, ValidationError};
 
 use super::{
-    after_commit,
     jobs::Expire,
     queries::{self, NewLine, NewOrder, OrderRecord},
     status::OrderStatus,
@@ -286,7 +285,7 @@ async fn reserve(
     let mut lines = Vec::with_capacity(wanted.len());
     let mut total: i64 = 0;
     for (index, line) in wanted {
-        let Some(item) = catalog::take_stock(&*txn, line.item_id, line.quantity).await? else {
+        let Some(item) = catalog::take_stock(&txn, line.item_id, line.quantity).await? else {
             return Err(shortfall(&*txn, index, line.item_id).await?.into());
         };
         let line_total = item
@@ -338,7 +337,6 @@ async fn reserve(
     claim.checkpoint(&*txn, order_id).await?;
     let customer_id = users::stripe_customer_id(&*txn, user_id).await?;
     txn.commit().await?;
-    after_commit(&state.cache, true).await;
     Ok(Reserved {
         record,
         customer_id,
@@ -364,9 +362,8 @@ async fn shortfall(
 /// The provider said no: remove the attempt and free the key, together.
 async fn undo(state: &AppState, order_id: Uuid, claim: &Claim) -> Result<(), ApiError> {
     let txn = state.db.begin_write().await?;
-    let undone = queries::undo_checkout(&*txn, order_id).await?;
+    queries::undo_checkout(&txn, order_id).await?;
     claim.release(&*txn).await?;
     txn.commit().await?;
-    after_commit(&state.cache, undone).await;
     Ok(())
 }

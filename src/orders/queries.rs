@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     catalog::queries as catalog,
+    db::WriteTxn,
     pagination::{Cursor, Page, PageRequest},
     payments::model::{payment, refund},
     users::role::Role,
@@ -243,11 +244,12 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewOrder) -> Result<Order
 /// parts go, its stock comes back. Only while its payment has no
 /// PaymentIntent (a concurrent resume that attached one wins); `false` if
 /// there was nothing to undo.
-pub async fn undo_checkout<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Result<bool, DbErr> {
+pub async fn undo_checkout(txn: &WriteTxn, order_id: Uuid) -> Result<bool, DbErr> {
+    let conn = &**txn;
     if !crate::payments::queries::delete_unattached_payment(conn, order_id).await? {
         return Ok(false);
     }
-    return_stock(conn, order_id).await?;
+    return_stock(txn, order_id).await?;
     OrderLines::delete_many()
         .filter(order_line::Column::OrderId.eq(order_id))
         .exec(conn)
@@ -266,14 +268,14 @@ pub async fn undo_checkout<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Resu
 
 /// Gives an order's goods back to the catalogue, items in id order (the
 /// order placement takes them in, so the two never deadlock).
-pub async fn return_stock<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Result<(), DbErr> {
+pub async fn return_stock(txn: &WriteTxn, order_id: Uuid) -> Result<(), DbErr> {
     let lines = OrderLines::find()
         .filter(order_line::Column::OrderId.eq(order_id))
         .order_by_asc(order_line::Column::ItemId)
-        .all(conn)
+        .all(&**txn)
         .await?;
     for line in lines {
-        catalog::put_back_stock(conn, line.item_id, line.quantity).await?;
+        catalog::put_back_stock(txn, line.item_id, line.quantity).await?;
     }
     Ok(())
 }

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    after_commit,
     model::order::{self, Entity as Orders},
     payment_outcomes::apply_intent_outcome,
     status::OrderStatus,
@@ -113,10 +112,8 @@ pub async fn settle_pending(
     match outcome {
         Some(outcome) => {
             let txn = ctx.db.begin_write().await?;
-            let applied =
-                apply_intent_outcome(&txn, order.id, &intent_id, outcome, Actor::Job).await?;
+            apply_intent_outcome(&txn, order.id, &intent_id, outcome, Actor::Job).await?;
             txn.commit().await?;
-            after_commit(&ctx.cache, applied.restocked()).await;
             Ok(())
         }
         None if overdue => cancel_unpaid(ctx, order.id, "payment_timeout", false).await,
@@ -135,12 +132,11 @@ async fn cancel_unpaid(
     // Decided on an earlier read: if a payment made it PAID meanwhile, that wins.
     change.expect_from = Some(OrderStatus::Pending);
     match transition(&txn, order_id, change).await {
-        Ok(done) => {
+        Ok(_) => {
             if free_key {
                 crate::idempotency::release_resource(&*txn, order_id).await?;
             }
             txn.commit().await?;
-            after_commit(&ctx.cache, done.restocked).await;
             Ok(())
         }
         Err(

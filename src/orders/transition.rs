@@ -152,8 +152,6 @@ pub struct Transitioned {
     pub order: order::Model,
     pub from: OrderStatus,
     pub payment_action: Option<PaymentAction>,
-    /// Stock went back to the catalogue: invalidate its cache after commit.
-    pub restocked: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +207,6 @@ pub async fn transition(
         order,
         from,
         payment_action: None,
-        restocked: false,
     };
     apply_effects(txn, &change, &mut done).await?;
     metrics::counter!("orders_transitions_total", "from" => from.as_str(), "to" => to.as_str())
@@ -298,14 +295,12 @@ async fn apply_effects(
             jobs::enqueue(txn, NewJob::of(&Process { order_id })).await?;
         }
         Target::Canceled => {
-            super::queries::return_stock(&**txn, order_id).await?;
-            done.restocked = true;
+            super::queries::return_stock(txn, order_id).await?;
             done.payment_action = settle_payment(txn, &done.order, change).await?;
         }
         Target::Refunded { restock } => {
             if done.from.goods_in_stock() || *restock {
-                super::queries::return_stock(&**txn, order_id).await?;
-                done.restocked = true;
+                super::queries::return_stock(txn, order_id).await?;
             }
             done.payment_action = settle_payment(txn, &done.order, change).await?;
         }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{after_commit, payment_outcomes::apply_intent_outcome, transition::Actor};
+use super::{payment_outcomes::apply_intent_outcome, transition::Actor};
 use crate::{
     db::WriteTxn,
     http::error::{ApiError, Problem},
@@ -64,9 +64,8 @@ async fn receive(
             duplicate: true,
         }));
     }
-    let restocked = apply(&txn, &event.fact).await?;
+    apply(&txn, &event.fact).await?;
     txn.commit().await?;
-    after_commit(&state.cache, restocked).await;
     metrics::counter!("webhook_events_total", "type" => event.kind.clone(), "outcome" => "processed").increment(1);
     tracing::info!(event.id = %event.id, event.type = %event.kind, "webhook processed");
     Ok(Json(WebhookAck {
@@ -75,8 +74,8 @@ async fn receive(
     }))
 }
 
-/// Applies one event; returns whether stock went back to the catalogue.
-async fn apply(txn: &WriteTxn, fact: &ProviderFact) -> Result<bool, sea_orm::DbErr> {
+/// Applies one event.
+async fn apply(txn: &WriteTxn, fact: &ProviderFact) -> Result<(), sea_orm::DbErr> {
     match fact {
         ProviderFact::Intent {
             intent_id,
@@ -89,18 +88,17 @@ async fn apply(txn: &WriteTxn, fact: &ProviderFact) -> Result<bool, sea_orm::DbE
                     payment.intent = %intent_id,
                     "event for a PaymentIntent we do not know; ignored"
                 );
-                return Ok(false);
+                return Ok(());
             };
-            let applied =
-                apply_intent_outcome(txn, order_id, intent_id, *outcome, Actor::Webhook).await?;
-            Ok(applied.restocked())
+            apply_intent_outcome(txn, order_id, intent_id, *outcome, Actor::Webhook).await?;
+            Ok(())
         }
         ProviderFact::Refunds(updates) => {
             for update in updates {
                 webhook::record_refund_update(&**txn, update).await?;
             }
-            Ok(false)
+            Ok(())
         }
-        ProviderFact::Ignored => Ok(false),
+        ProviderFact::Ignored => Ok(()),
     }
 }

@@ -564,3 +564,30 @@ async fn reconciliation_pays_an_order_whose_webhook_was_lost() {
     assert_eq!(view["status"], "PAID");
     assert_eq!(view["timeline"][1]["actor"], "job");
 }
+
+/// Stock taken by a checkout and given back by a cancel shows in the cached
+/// public catalogue at once: the invalidation runs from the commit itself.
+#[tokio::test]
+async fn the_public_catalogue_shows_stock_taken_and_given_back_at_once() {
+    let shop = shop(spawn_app().await).await;
+    let lamp = item(&shop, 1_000, 5).await;
+    let public_stock = || async {
+        let response = shop
+            .app
+            .get(&format!("/api/v1/items/{lamp}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["stock"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(public_stock().await, 5); // now cached
+    let order = shop.app.placed_order(&shop.buyer, &[(lamp, 2)]).await;
+    assert_eq!(public_stock().await, 3);
+    shop.app
+        .staff_action(&shop.admin, &id_of(&order), "cancel", json!({}))
+        .await;
+    assert_eq!(public_stock().await, 5);
+}
