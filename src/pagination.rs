@@ -1,4 +1,4 @@
-//! Cursor pagination (spec §6.3): newest first, keyset on `(created_at, id)`.
+//! Cursor pagination (`docs/spec.md`): newest first, keyset on `(created_at, id)`.
 //!
 //! The cursor is the position of the last row served, base64url-encoded. A
 //! keyset (rather than an offset) keeps pages stable while rows are inserted:

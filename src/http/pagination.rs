@@ -1,5 +1,5 @@
 //! Reading a page request from the `limit` and `cursor` query parameters
-//! (spec §6.3); the page types themselves are [`crate::pagination`]'s, so
+//! (pagination in `docs/spec.md`); the page types themselves are [`crate::pagination`]'s, so
 //! queries need not depend on the HTTP edge.
 
 use crate::http::error::{ApiError, FieldIssue};

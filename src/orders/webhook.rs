@@ -1,4 +1,4 @@
-//! `POST /api/v1/payments/webhook`: Stripe's events (spec §7.2).
+//! `POST /api/v1/payments/webhook`: Stripe's events (the webhook in `docs/spec.md`).
 //!
 //! 1. The `Stripe-Signature` is checked against the raw body before anything
 //!    else (bad or missing → 400, nothing stored): `payments::webhook`.

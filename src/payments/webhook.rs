@@ -1,4 +1,4 @@
-//! The provider's half of `POST /api/v1/payments/webhook` (spec §7.2):
+//! The provider's half of `POST /api/v1/payments/webhook` (`docs/spec.md`):
 //! checking the `Stripe-Signature` against the raw body, reading the event
 //! into the facts we act on, and recording refund facts on our refund
 //! records. What an intent's outcome does to its order is decided by the
