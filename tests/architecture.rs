@@ -424,8 +424,8 @@ fn only_the_owning_module_writes_a_table() {
         "\nA table has one writer module (ARCHITECTURE.md). These writes are outside the owner:\n\
          {problems}\n\
          Fix: add (or reuse) a function in the owner's queries (e.g. `crate::catalog::queries` \
-         for `items`) taking `&impl ConnectionTrait`, and call it from here, so it still runs \
-         in your transaction. If the table really changed hands, update OWNERS in \
+         for `items`) taking the caller's connection or transaction, and call it from here, \
+         so it still runs in your transaction. If the table really changed hands, update OWNERS in \
          tests/architecture.rs.\n"
     );
 }
