@@ -58,7 +58,11 @@ use dispatch::{
         self, Enqueued, Job, NewJob,
         model::job::{self as job_row, Entity as Jobs, JobState},
     },
-    notifications::{deliver::Deliver, notification},
+    notifications::{
+        deliver::Deliver,
+        event::{NotificationEvent, OrderSummary},
+        notification,
+    },
 };
 use reqwest::Client;
 use sea_orm::{
@@ -574,8 +578,12 @@ async fn measure(setup: &Setup, http: &Client, base: &str, api_pid: u32) -> anyh
     for round in 0..settings.notifications {
         let deliver = Deliver {
             user_id: user.id,
-            event: "order.shipped".into(),
-            data: json!({"orderId": Uuid::new_v4(), "status": "SHIPPED"}),
+            event: NotificationEvent::OrderShipped(OrderSummary {
+                order_id: Uuid::new_v4(),
+                status: "SHIPPED".to_owned(),
+                total: 1_000,
+                currency: "usd".to_owned(),
+            }),
         };
         let txn = db.begin_write().await?;
         let Enqueued::Inserted(id) = jobs::enqueue(&txn, NewJob::of(&deliver)).await? else {

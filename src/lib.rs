@@ -45,7 +45,9 @@ pub mod locks;
 pub mod notifications;
 /// Orders: placement, reading, staff actions and the life cycle.
 pub mod orders;
-/// Payments: the provider gateway (Stripe or simulated), webhook, refunds and their jobs.
+/// Keyset pagination for queries: cursors, page requests and pages.
+pub mod pagination;
+/// Payments, the provider side: gateway (Stripe or simulated), payment and refund records, webhook verification.
 pub mod payments;
 /// Rate limits (Redis or in-process) behind one interface.
 pub mod rate_limit;

@@ -100,6 +100,11 @@ pub async fn build_state_with_clock(
         PasswordHasher::new(config.password_hash_memory_kib).context("PASSWORD_HASH_MEMORY_KIB")?;
     let gateway = crate::payments::gateway_from_config(&config).context("payment gateway")?;
     let sessions = SessionGate::new(Arc::clone(&cache), config.cache_ttl);
+    // After-commit effects: what a committed change makes stale.
+    db.on_commit(
+        crate::catalog::STOCK_CHANGED,
+        crate::catalog::on_stock_changed(Arc::clone(&cache)),
+    );
     tracing::info!(
         database = if db.is_postgres() { "postgresql" } else { "sqlite" },
         redis = kv.is_some(),
@@ -115,7 +120,8 @@ pub async fn build_state_with_clock(
         tokens,
         passwords,
         sessions,
-        gateway,
+        gateway: gateway.gateway,
+        simulated_gateway: gateway.simulated,
         locks,
         notifications: crate::notifications::hub::NotificationHub::new(),
         metrics: telemetry::metrics_handle(),
@@ -154,7 +160,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let app = router(&state);
-    if let (Some(simulated), Ok(local)) = (state.gateway.as_simulated(), listener.local_addr()) {
+    if let (Some(simulated), Ok(local)) = (&state.simulated_gateway, listener.local_addr()) {
         // The simulated provider calls our webhook like Stripe would.
         let host = if local.ip().is_unspecified() {
             std::net::IpAddr::from([127, 0, 0, 1])
@@ -242,11 +248,11 @@ pub fn job_registry() -> Registry {
         .with::<orders::jobs::Process>()
         .with::<orders::jobs::ProcessingFailed>()
         .with::<orders::jobs::Expire>()
+        .with::<orders::cancel_payment::CancelPayment>()
+        .with::<orders::refunds::Refund>()
+        .with::<orders::reconcile::Reconcile>()
         // Payments.
         .with::<payments::customer_sync::CustomerSync>()
-        .with::<payments::jobs::CancelPayment>()
-        .with::<payments::jobs::Refund>()
-        .with::<payments::jobs::Reconcile>()
         .with::<payments::retention::EventsCleanup>()
         // Notifications.
         .with::<notifications::deliver::Deliver>()
@@ -258,11 +264,11 @@ pub fn job_registry() -> Registry {
 /// The periodic jobs: reconciliation every minute, and every table's
 /// retention every hour.
 pub fn job_schedule() -> Vec<Periodic> {
-    use crate::{idempotency, notifications, payments};
+    use crate::{idempotency, notifications, orders, payments};
     const HOURLY: Duration = Duration::from_secs(3600);
     vec![
         Periodic::of::<maintenance::Cleanup>(HOURLY),
-        Periodic::of::<payments::jobs::Reconcile>(Duration::from_secs(60)),
+        Periodic::of::<orders::reconcile::Reconcile>(Duration::from_secs(60)),
         Periodic::of::<payments::retention::EventsCleanup>(HOURLY),
         Periodic::of::<notifications::retention::Cleanup>(HOURLY),
         Periodic::of::<idempotency::retention::Cleanup>(HOURLY),

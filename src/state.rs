@@ -12,7 +12,7 @@ use crate::{
     kv::Kv,
     locks::SharedLocks,
     notifications::hub::NotificationHub,
-    payments::gateway::SharedGateway,
+    payments::{gateway::SharedGateway, simulated::SimulatedGateway},
     rate_limit::SharedRateLimiter,
 };
 
@@ -31,6 +31,9 @@ pub struct Services {
     pub passwords: PasswordHasher,
     pub sessions: SessionGate,
     pub gateway: SharedGateway,
+    /// The same gateway as `gateway` when it is the simulated one (its
+    /// webhook target is set at start-up; tests drive it).
+    pub simulated_gateway: Option<Arc<SimulatedGateway>>,
     pub locks: SharedLocks,
     /// Fan-out of new notifications to this process's live streams.
     pub notifications: NotificationHub,

@@ -17,7 +17,10 @@ use super::{
 use crate::{
     db::Database,
     jobs::{self, NewJob},
-    notifications::deliver::Deliver,
+    notifications::{
+        deliver::Deliver,
+        event::{NotificationEvent, SignIn},
+    },
     rate_limit::{Limit, RateLimiter, RetryAfter, check_ip_and_account},
     state::Services,
     users::{email::Email, language::Language, queries as users, role::Role},
@@ -168,11 +171,10 @@ pub async fn sign_in(
     if audience == Audience::Api {
         let login = Deliver {
             user_id: user.id,
-            event: "auth.login".to_owned(),
-            data: serde_json::json!({
-                "sessionId": session_id,
-                "ip": ip,
-                "userAgent": user_agent,
+            event: NotificationEvent::SignedIn(SignIn {
+                session_id,
+                ip,
+                user_agent,
             }),
         };
         jobs::enqueue(&txn, NewJob::of(&login)).await?;

@@ -7,13 +7,33 @@ pub mod queries;
 pub mod routes;
 pub mod views;
 
-use crate::state::AppState;
+use std::sync::Arc;
+
+use crate::{
+    cache::SharedCache,
+    db::effects::{Effect, EffectHandler},
+    state::AppState,
+};
 
 /// Cache namespace of every catalogue entry (public and staff views).
 pub const CACHE_NAMESPACE: &str = "catalog";
 
-/// Makes every cached catalogue read stale. Call after committing any change
-/// to items, including stock taken or restored by orders.
+/// Stock was taken or given back in a transaction ([`queries::take_stock`],
+/// [`queries::put_back_stock`] mark it): once it commits, the catalogue's
+/// cached pages are stale.
+pub const STOCK_CHANGED: Effect = Effect::new(0);
+
+/// What [`STOCK_CHANGED`] does (start-up registers it on the database).
+pub fn on_stock_changed(cache: SharedCache) -> EffectHandler {
+    Arc::new(move || {
+        let cache = Arc::clone(&cache);
+        Box::pin(async move { cache.bump(CACHE_NAMESPACE).await })
+    })
+}
+
+/// Makes every cached catalogue read stale. Staff item routes call it after
+/// committing an item change; stock taken or given back by orders does it
+/// through [`STOCK_CHANGED`] instead.
 pub async fn invalidate_cache(state: &AppState) {
     state.cache.bump(CACHE_NAMESPACE).await;
 }

@@ -1,15 +1,17 @@
 //! Queries on items.
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use super::item::{self, Entity as Items};
 use crate::{
-    db::contains_folded,
-    http::pagination::{Cursor, Page, PageRequest},
+    db::{WriteTxn, contains_folded},
+    pagination::{Cursor, Page, PageRequest},
 };
 
 /// Filters of item lists.
@@ -157,4 +159,45 @@ pub async fn soft_delete<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<bool,
         .exec(conn)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// Takes `quantity` of an item if enough remains; the item as it is now,
+/// or `None` if it is missing, deleted or short. The condition is in the
+/// `UPDATE` itself, so concurrent orders can never oversell. The cached
+/// catalogue is invalidated when `txn` commits.
+pub async fn take_stock(
+    txn: &WriteTxn,
+    item_id: Uuid,
+    quantity: i64,
+) -> Result<Option<item::Model>, DbErr> {
+    txn.after_commit(super::STOCK_CHANGED);
+    let taken = Items::update_many()
+        .col_expr(
+            item::Column::Stock,
+            Expr::col(item::Column::Stock).sub(quantity),
+        )
+        .col_expr(item::Column::UpdatedAt, Expr::value(crate::db::now()))
+        .filter(item::Column::Id.eq(item_id))
+        .filter(item::Column::DeletedAt.is_null())
+        .filter(item::Column::Stock.gte(quantity))
+        .exec_with_returning(&**txn)
+        .await?;
+    Ok(taken.into_iter().next())
+}
+
+/// Gives `quantity` of an item back (a canceled or undone order), deleted
+/// or not: the goods came back either way. The cached catalogue is
+/// invalidated when `txn` commits.
+pub async fn put_back_stock(txn: &WriteTxn, item_id: Uuid, quantity: i64) -> Result<(), DbErr> {
+    txn.after_commit(super::STOCK_CHANGED);
+    Items::update_many()
+        .col_expr(
+            item::Column::Stock,
+            Expr::col(item::Column::Stock).add(quantity),
+        )
+        .col_expr(item::Column::UpdatedAt, Expr::value(crate::db::now()))
+        .filter(item::Column::Id.eq(item_id))
+        .exec(&**txn)
+        .await?;
+    Ok(())
 }

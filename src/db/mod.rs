@@ -17,6 +17,7 @@
 //! never waits for the permit and the pool cannot deadlock.
 
 mod clock;
+pub mod effects;
 pub mod listen;
 pub mod migrations;
 
@@ -88,6 +89,8 @@ pub struct Database {
     channels: Arc<listen::Channels>,
     /// The time due-ness and deadlines are decided by.
     clock: Clock,
+    /// What each after-commit effect does ([`Database::on_commit`]).
+    effects: Arc<effects::Effects>,
 }
 
 /// How many independent commit signals a database offers: topics are
@@ -134,6 +137,9 @@ pub struct WriteTxn {
     /// Bit set of the topics to signal once committed.
     notify_on_commit: AtomicU32,
     clock: Clock,
+    effects: Arc<effects::Effects>,
+    /// Bit set of the effects to run once committed.
+    effects_on_commit: AtomicU32,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -168,11 +174,27 @@ impl WriteTxn {
         self.clock.now()
     }
 
+    /// Commits, then fires the commit signals and runs the after-commit
+    /// effects this transaction asked for.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await?;
         self.committed
             .fire(self.notify_on_commit.load(Ordering::Acquire));
+        let marked = self.effects_on_commit.load(Ordering::Acquire);
+        if marked != 0 {
+            // The writer permit (SQLite) is released first: an effect may
+            // take time (a Redis round trip) and needs no database.
+            drop(self._writer);
+            self.effects.run(marked).await;
+        }
         Ok(())
+    }
+
+    /// Asks for `effect` to run once this transaction commits (not if it
+    /// rolls back); marking it twice runs it once.
+    pub fn after_commit(&self, effect: effects::Effect) {
+        self.effects_on_commit
+            .fetch_or(effect.bit(), Ordering::AcqRel);
     }
 
     /// Ends the transaction without writing anything (dropping it does the
@@ -222,6 +244,7 @@ impl Database {
                 writer: None,
                 unflushed: Some(unflushed),
                 committed: Arc::default(),
+                effects: Arc::default(),
                 channels: Arc::default(),
                 clock: Clock::real(),
             })
@@ -258,6 +281,7 @@ impl Database {
             writer: Some(Arc::new(Semaphore::new(1))),
             unflushed: None,
             committed: Arc::default(),
+            effects: Arc::default(),
             channels: Arc::default(),
             clock: Clock::real(),
         })
@@ -328,6 +352,12 @@ impl Database {
         })
     }
 
+    /// Sets, once, what after-commit `effect` does (the composition root
+    /// calls this at start-up); `false` if it was set already.
+    pub fn on_commit(&self, effect: effects::Effect, handler: effects::EffectHandler) -> bool {
+        self.effects.set(effect, handler)
+    }
+
     /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
         let writer = self.writer_permit().await?;
@@ -344,6 +374,8 @@ impl Database {
             committed: Arc::clone(&self.committed),
             notify_on_commit: AtomicU32::new(0),
             clock: self.clock.clone(),
+            effects: Arc::clone(&self.effects),
+            effects_on_commit: AtomicU32::new(0),
         })
     }
 

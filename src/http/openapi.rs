@@ -12,7 +12,7 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    auth, catalog, http::error::Problem, http::health, jobs, notifications, orders, payments,
+    auth, catalog, http::error::Problem, http::health, jobs, notifications, orders,
     state::AppState, users,
 };
 
@@ -66,7 +66,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(catalog::admin_routes::router())
         .merge(orders::routes::router())
         .merge(orders::admin_routes::router())
-        .merge(payments::webhook::router())
+        .merge(orders::webhook::router())
         .merge(notifications::routes::router())
         .merge(jobs::routes::router())
         .split_for_parts()

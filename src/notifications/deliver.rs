@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
+    event::NotificationEvent,
     hub::{self, NotificationHub, Published},
     notification::{self, Entity as Notifications},
 };
@@ -20,13 +21,14 @@ use crate::{
     jobs::{Job, JobContext, JobError, Queue},
 };
 
+/// The job's payload is `{"userId", "event", "data"}`, as it always was:
+/// the event's tag and content sit beside the user id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deliver {
     pub user_id: Uuid,
-    pub event: String,
-    #[serde(default)]
-    pub data: serde_json::Value,
+    #[serde(flatten)]
+    pub event: NotificationEvent,
 }
 
 #[async_trait]
@@ -69,16 +71,17 @@ async fn record(
     deliveries: &[(&Deliver, Uuid)],
 ) -> Result<(), DbErr> {
     let now = crate::db::now();
-    let rows = deliveries
-        .iter()
-        .map(|(delivery, id)| notification::ActiveModel {
+    let rows = deliveries.iter().map(|(delivery, id)| {
+        let (event, data) = delivery.event.to_stored();
+        notification::ActiveModel {
             id: Set(*id),
             user_id: Set(delivery.user_id),
-            event: Set(delivery.event.clone()),
-            data: Set(delivery.data.clone()),
+            event: Set(event),
+            data: Set(data),
             read_at: Set(None),
             created_at: Set(now),
-        });
+        }
+    });
     let mut insert = Notifications::insert_many(rows)
         .on_conflict(
             OnConflict::column(notification::Column::Id)

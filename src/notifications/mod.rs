@@ -4,6 +4,7 @@
 //! over Server-Sent Events.
 
 pub mod deliver;
+pub mod event;
 pub mod hub;
 pub mod notification;
 pub mod queries;

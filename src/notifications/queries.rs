@@ -9,7 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::notification::{self, Entity as Notifications};
-use crate::http::pagination::{Cursor, Page, PageRequest};
+use crate::pagination::{Cursor, Page, PageRequest};
 
 fn of_user(user_id: Uuid) -> sea_orm::Select<Notifications> {
     Notifications::find().filter(notification::Column::UserId.eq(user_id))

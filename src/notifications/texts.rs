@@ -8,59 +8,70 @@
 //! per reader (`$1,234.50` for English, `R$ 1.234,50` for Portuguese), and
 //! we need only the separators of two languages and a symbol table.
 
-use serde_json::Value;
-
+use super::event::{NotificationEvent, OrderSummary, SignIn};
 use crate::i18n::{self, Lang};
 
-/// Title and message of `event` with `data`, in `lang`.
-pub fn render(event: &str, data: &Value, lang: Lang) -> (String, String) {
-    let text = |field: &str| -> Option<String> {
-        let key = format!("notifications.{event}.{field}");
-        let params = params(data, lang);
+/// Title and message of `event`, in `lang`.
+pub fn render(event: &NotificationEvent, lang: Lang) -> (String, String) {
+    let (name, params) = match event {
+        NotificationEvent::SignedIn(sign_in) => ("auth.login", sign_in_params(sign_in, lang)),
+        NotificationEvent::OrderCreated(order) => ("order.created", order_params(order, lang)),
+        NotificationEvent::OrderPaid(order) => ("order.paid", order_params(order, lang)),
+        NotificationEvent::OrderProcessed(order) => ("order.processed", order_params(order, lang)),
+        NotificationEvent::OrderShipped(order) => ("order.shipped", order_params(order, lang)),
+        NotificationEvent::OrderDelivered(order) => ("order.delivered", order_params(order, lang)),
+        NotificationEvent::OrderCanceled(order) => ("order.canceled", order_params(order, lang)),
+        NotificationEvent::OrderRefunded(order) => ("order.refunded", order_params(order, lang)),
+        NotificationEvent::OrderFailed(order) => ("order.failed", order_params(order, lang)),
+        NotificationEvent::OrderStatusChanged(order) => {
+            ("order.status_changed", order_params(order, lang))
+        }
+    };
+    let text = |field: &str| {
+        let key = format!("notifications.{name}.{field}");
         let rendered = i18n::text(lang, &key, &params);
-        // An unknown event renders its key back: use a generic text then.
+        // A text missing from a locale renders its key back.
         (rendered != key).then_some(rendered)
     };
     match (text("title"), text("message")) {
         (Some(title), Some(message)) => (title, message),
-        _ => (
-            i18n::text(lang, "notifications.generic.title", &[]),
-            i18n::text(
-                lang,
-                "notifications.generic.message",
-                &[("event", event.to_owned())],
-            ),
-        ),
+        _ => generic(name, lang),
     }
 }
 
-fn params(data: &Value, lang: Lang) -> Vec<(&'static str, String)> {
-    let mut params = Vec::new();
-    if let Some(order) = data.get("orderId").and_then(Value::as_str) {
-        params.push(("order", order.to_owned()));
-    }
-    if let (Some(total), Some(currency)) = (
-        data.get("total").and_then(Value::as_i64),
-        data.get("currency").and_then(Value::as_str),
-    ) {
-        params.push(("total", format_money(total, currency, lang)));
-    }
-    if let Some(status) = data.get("status").and_then(Value::as_str) {
-        params.push(("status", status_name(status, lang)));
-    }
+/// The text of an event this version cannot read (unknown, or a stored
+/// row whose data does not fit its event).
+pub fn generic(event: &str, lang: Lang) -> (String, String) {
+    (
+        i18n::text(lang, "notifications.generic.title", &[]),
+        i18n::text(
+            lang,
+            "notifications.generic.message",
+            &[("event", event.to_owned())],
+        ),
+    )
+}
+
+fn order_params(order: &OrderSummary, lang: Lang) -> Vec<(&'static str, String)> {
+    vec![
+        ("order", order.order_id.to_string()),
+        ("total", format_money(order.total, &order.currency, lang)),
+        ("status", status_name(&order.status, lang)),
+    ]
+}
+
+fn sign_in_params(sign_in: &SignIn, lang: Lang) -> Vec<(&'static str, String)> {
     // A sign-in may come without a user agent or address: say so rather
     // than leave a placeholder.
-    let ip = data.get("ip").and_then(Value::as_str).map_or_else(
-        || i18n::text(lang, "notifications.unknown_address", &[]),
-        str::to_owned,
-    );
-    let device = data.get("userAgent").and_then(Value::as_str).map_or_else(
-        || i18n::text(lang, "notifications.unknown_device", &[]),
-        str::to_owned,
-    );
-    params.push(("ip", ip));
-    params.push(("device", device));
-    params
+    let ip = sign_in
+        .ip
+        .clone()
+        .unwrap_or_else(|| i18n::text(lang, "notifications.unknown_address", &[]));
+    let device = sign_in
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| i18n::text(lang, "notifications.unknown_device", &[]));
+    vec![("ip", ip), ("device", device)]
 }
 
 /// A status as readers call it (`SHIPPED` → "shipped" / "enviado").
@@ -129,7 +140,12 @@ mod tests {
 
     #[test]
     fn a_sign_in_without_device_or_address_says_so() {
-        let (_, message) = render("auth.login", &serde_json::json!({}), Lang::En);
+        let sign_in = SignIn {
+            session_id: uuid::Uuid::nil(),
+            ip: None,
+            user_agent: None,
+        };
+        let (_, message) = render(&NotificationEvent::SignedIn(sign_in), Lang::En);
         assert!(!message.contains("%{"), "{message}");
         assert!(message.contains("an unknown device"), "{message}");
     }

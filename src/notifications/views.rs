@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{notification, texts};
+use super::{event::NotificationEvent, notification, texts};
 use crate::i18n::Lang;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -26,7 +26,11 @@ pub struct NotificationView {
 
 impl NotificationView {
     pub fn new(row: notification::Model, lang: Lang) -> Self {
-        let (title, message) = texts::render(&row.event, &row.data, lang);
+        let event = NotificationEvent::from_stored(&row.event, &row.data);
+        let (title, message) = match &event {
+            Some(event) => texts::render(event, lang),
+            None => texts::generic(&row.event, lang),
+        };
         Self {
             id: row.id,
             event: row.event,

@@ -19,12 +19,11 @@ use uuid::Uuid;
 use validator::Validate;
 
 use super::{
-    after_commit,
     model::order,
     queries::{self, OrderFilter},
     routes::check_window,
     status::OrderStatus,
-    transition::{Actor, Change, TransitionError, transition},
+    transition::{Actor, Change, Notify, Target, TransitionError, transition},
     views::{OrderCustomer, StaffOrderView},
 };
 use crate::{
@@ -170,14 +169,13 @@ async fn act(
     id: Uuid,
     change: Change,
 ) -> Result<Response, ApiError> {
-    if !change.to.staff_may_set(staff.role) {
+    if !change.to.status().staff_may_set(staff.role) {
         return Err(ApiError::forbidden());
     }
     visible_order(state, staff, id).await?;
     let txn = state.db.begin_write().await?;
     let done = transition(&txn, id, change).await?;
     txn.commit().await?;
-    after_commit(&state.cache, done.restocked).await;
     let mut view = full_view(state, done.order).await?;
     view.pending_payment_action = done.payment_action;
     let status = if done.payment_action.is_some() {
@@ -219,9 +217,11 @@ async fn ship_order(
     Path(id): Path<Uuid>,
     ValidJson { value: body, .. }: ValidJson<ShipRequest>,
 ) -> Result<Response, ApiError> {
-    let mut change = Change::to(OrderStatus::Shipped, Actor::User(staff.id));
-    change.tracking_number = body.tracking_number.map(|t| t.trim().to_owned());
-    change.carrier = body.carrier.map(|c| c.trim().to_owned());
+    let target = Target::Shipped {
+        tracking_number: body.tracking_number.map(|t| t.trim().to_owned()),
+        carrier: body.carrier.map(|c| c.trim().to_owned()),
+    };
+    let change = Change::to(target, Actor::User(staff.id));
     act(&state, &staff, id, change).await
 }
 
@@ -244,7 +244,7 @@ async fn deliver_order(
     staff: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    let change = Change::to(OrderStatus::Delivered, Actor::User(staff.id));
+    let change = Change::to(Target::Delivered, Actor::User(staff.id));
     act(&state, &staff, id, change).await
 }
 
@@ -279,7 +279,7 @@ async fn cancel_order(
     Path(id): Path<Uuid>,
     ValidJson { value: body, .. }: ValidJson<CancelRequest>,
 ) -> Result<Response, ApiError> {
-    let mut change = Change::to(OrderStatus::Canceled, Actor::User(staff.id));
+    let mut change = Change::to(Target::Canceled, Actor::User(staff.id));
     change.reason = body.reason;
     act(&state, &staff, id, change).await
 }
@@ -317,9 +317,11 @@ async fn refund_order(
     Path(id): Path<Uuid>,
     ValidJson { value: body, .. }: ValidJson<RefundOrderRequest>,
 ) -> Result<Response, ApiError> {
-    let mut change = Change::to(OrderStatus::Refunded, Actor::User(staff.id));
+    let target = Target::Refunded {
+        restock: body.restock,
+    };
+    let mut change = Change::to(target, Actor::User(staff.id));
     change.reason = body.reason;
-    change.restock = body.restock;
     act(&state, &staff, id, change).await
 }
 
@@ -356,21 +358,27 @@ async fn set_status(
     ValidJson { value: body, .. }: ValidJson<SetStatusRequest>,
 ) -> Result<Response, ApiError> {
     staff.require(Role::is_staff)?;
-    if matches!(
-        body.status,
-        OrderStatus::Pending | OrderStatus::Paid | OrderStatus::Processed
-    ) {
-        // The system's transitions: no staff trigger exists for them.
-        let order = visible_order(&state, &staff, id).await?;
-        return Err(TransitionError::Invalid {
-            from: order.status,
-            to: body.status,
+    let target = match body.status {
+        OrderStatus::Shipped => Target::Shipped {
+            tracking_number: None,
+            carrier: None,
+        },
+        OrderStatus::Delivered => Target::Delivered,
+        OrderStatus::Canceled => Target::Canceled,
+        OrderStatus::Refunded => Target::Refunded { restock: false },
+        OrderStatus::Pending | OrderStatus::Paid | OrderStatus::Processed => {
+            // The system's transitions: no staff trigger exists for them.
+            let order = visible_order(&state, &staff, id).await?;
+            return Err(TransitionError::Invalid {
+                from: order.status,
+                to: body.status,
+            }
+            .into());
         }
-        .into());
-    }
-    let mut change = Change::to(body.status, Actor::User(staff.id)).because("status set by staff");
+    };
+    let mut change = Change::to(target, Actor::User(staff.id)).because("status set by staff");
     // The earlier API's event for this route.
-    change.notify_as = Some("order.status_changed");
+    change.notify = Notify::OwnerOfStatusChange;
     act(&state, &staff, id, change).await
 }
 
@@ -399,10 +407,9 @@ async fn delete_order(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let txn = state.db.begin_write().await?;
-    let mut restocked = false;
     if order.status == OrderStatus::Pending {
-        let change = Change::to(OrderStatus::Canceled, Actor::User(staff.id)).because("deleted");
-        restocked = transition(&txn, id, change).await?.restocked;
+        let change = Change::to(Target::Canceled, Actor::User(staff.id)).because("deleted");
+        transition(&txn, id, change).await?;
     }
     let deletable = [
         OrderStatus::Pending,
@@ -415,7 +422,6 @@ async fn delete_order(
         );
     }
     txn.commit().await?;
-    after_commit(&state.cache, restocked).await;
     tracing::info!(actor.id = %staff.id, order.id = %id, "order deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,25 +3,20 @@
 //! failed for good: refund if paid, else cancel; notify `order.failed`).
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    after_commit,
-    model::order::{self, Entity as Orders},
+    model::order::Entity as Orders,
+    reconcile::settle_pending,
     status::OrderStatus,
-    transition::{Actor, Change, TransitionError, notify, transition},
+    transition::{Actor, Change, Notify, Target, TransitionError, notify, transition},
 };
 use crate::{
     jobs::{Job, JobContext, JobError, JobOptions, NewJob, Queue},
-    payments::{
-        events::{IntentOutcome, apply_intent_outcome},
-        gateway::{GatewayError, IntentStatus},
-        queries as payments,
-    },
+    notifications::event::NotificationEvent,
 };
-use sea_orm::EntityTrait;
 
 /// Fulfilment of a paid order: PAID → PROCESSED.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,7 +39,7 @@ impl Job for Process {
         match transition(
             &txn,
             self.order_id,
-            Change::to(OrderStatus::Processed, Actor::Job),
+            Change::to(Target::Processed, Actor::Job),
         )
         .await
         {
@@ -97,17 +92,16 @@ impl Job for ProcessingFailed {
             return Ok(());
         };
         let to = if order.status.is_paid() {
-            OrderStatus::Refunded
+            Target::Refunded { restock: false }
         } else {
-            OrderStatus::Canceled
+            Target::Canceled
         };
         let mut change = Change::to(to, Actor::Job).because("processing_failed");
-        change.notify = false;
+        change.notify = Notify::Nobody;
         match transition(&txn, self.order_id, change).await {
             Ok(done) => {
-                notify(&txn, &done.order, "order.failed").await?;
+                notify(&txn, &done.order, NotificationEvent::OrderFailed).await?;
                 txn.commit().await?;
-                after_commit(&ctx.cache, done.restocked).await;
                 Ok(())
             }
             // Already final (canceled or refunded by someone else), or moved
@@ -144,84 +138,5 @@ impl Job for Expire {
             return Ok(());
         }
         settle_pending(ctx, &order, ctx.db.now().max(order.expires_at)).await
-    }
-}
-
-/// Decides what becomes of a PENDING order, asking the provider when a
-/// PaymentIntent exists: paid → PAID; canceled → CANCELED; still unpaid
-/// past its expiry → CANCELED (payment timeout); never got a PaymentIntent
-/// and abandoned → CANCELED, its idempotency key freed.
-pub async fn settle_pending(
-    ctx: &JobContext,
-    order: &order::Model,
-    now: DateTime<Utc>,
-) -> Result<(), JobError> {
-    let overdue = order.expires_at <= now;
-    let payment = payments::payment_of_order(ctx.db.conn(), order.id).await?;
-    let intent_id = payment.and_then(|p| p.provider_payment_id);
-    let Some(intent_id) = intent_id else {
-        let recovery = crate::duration::to_delta(ctx.config.order_recovery_after);
-        if overdue || order.created_at + recovery <= now {
-            let reason = if overdue {
-                "payment_timeout"
-            } else {
-                "checkout_abandoned"
-            };
-            return cancel_unpaid(ctx, order.id, reason, true).await;
-        }
-        return Ok(());
-    };
-    let outcome = match ctx.gateway.retrieve_payment_intent(&intent_id).await {
-        Ok(intent) => match intent.status {
-            IntentStatus::Succeeded => Some(IntentOutcome::Succeeded),
-            IntentStatus::Canceled => Some(IntentOutcome::Canceled),
-            // A payment in flight at the bank is given its time.
-            IntentStatus::Processing => return Ok(()),
-            IntentStatus::RequiresPayment => None,
-        },
-        Err(GatewayError::Unavailable(why)) if !overdue => return Err(JobError::retryable(why)),
-        // Overdue and the provider cannot tell: cancel now. Should the
-        // payment succeed after all, its webhook refunds it automatically.
-        Err(_) => None,
-    };
-    match outcome {
-        Some(outcome) => {
-            let txn = ctx.db.begin_write().await?;
-            let applied =
-                apply_intent_outcome(&txn, order.id, &intent_id, outcome, Actor::Job).await?;
-            txn.commit().await?;
-            after_commit(&ctx.cache, applied.restocked()).await;
-            Ok(())
-        }
-        None if overdue => cancel_unpaid(ctx, order.id, "payment_timeout", false).await,
-        None => Ok(()),
-    }
-}
-
-async fn cancel_unpaid(
-    ctx: &JobContext,
-    order_id: Uuid,
-    reason: &str,
-    free_key: bool,
-) -> Result<(), JobError> {
-    let txn = ctx.db.begin_write().await?;
-    let mut change = Change::to(OrderStatus::Canceled, Actor::System).because(reason);
-    // Decided on an earlier read: if a payment made it PAID meanwhile, that wins.
-    change.expect_from = Some(OrderStatus::Pending);
-    match transition(&txn, order_id, change).await {
-        Ok(done) => {
-            if free_key {
-                crate::idempotency::release_resource(&*txn, order_id).await?;
-            }
-            txn.commit().await?;
-            after_commit(&ctx.cache, done.restocked).await;
-            Ok(())
-        }
-        Err(
-            TransitionError::NotFound
-            | TransitionError::Invalid { .. }
-            | TransitionError::Conflict { .. },
-        ) => Ok(()),
-        Err(TransitionError::Database(e)) => Err(e.into()),
     }
 }

@@ -6,21 +6,16 @@
 //! effects (timeline, stock, refund record, jobs) commit with it.
 
 pub mod admin_routes;
+pub mod cancel_payment;
 pub mod jobs;
 pub mod model;
+pub mod payment_outcomes;
 pub mod place;
 pub mod queries;
+pub mod reconcile;
+pub mod refunds;
 pub mod routes;
 pub mod status;
 pub mod transition;
 pub mod views;
-
-use crate::cache::SharedCache;
-
-/// After a commit that gave stock back (or took it), the catalogue's cached
-/// pages are stale.
-pub async fn after_commit(cache: &SharedCache, stock_changed: bool) {
-    if stock_changed {
-        cache.bump(crate::catalog::CACHE_NAMESPACE).await;
-    }
-}
+pub mod webhook;

@@ -26,11 +26,10 @@ use uuid::Uuid;
 use validator::{Validate, ValidationError};
 
 use super::{
-    after_commit,
     jobs::Expire,
     queries::{self, NewLine, NewOrder, OrderRecord},
     status::OrderStatus,
-    transition::{Actor, notify, record_event},
+    transition::{Actor, notify, record_timeline_step},
     views::OrderView,
 };
 use crate::{
@@ -40,6 +39,7 @@ use crate::{
     http::error::{ApiError, FieldIssue, FieldIssues},
     idempotency::{self, Claim, Claimed, IdempotencyKey},
     jobs::{self, NewJob},
+    notifications::event::NotificationEvent,
     payments::{
         gateway::{GatewayError, IntentRequest},
         queries as payments,
@@ -48,7 +48,7 @@ use crate::{
     users::queries as users,
 };
 
-pub const MAX_LINES: usize = 100;
+pub const MAX_LINES: u64 = 100;
 pub const MAX_QUANTITY: i64 = 10_000;
 
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
@@ -56,7 +56,7 @@ pub const MAX_QUANTITY: i64 = 10_000;
 pub struct PlaceOrderRequest {
     /// 1 to 100 lines, each item at most once.
     #[validate(
-        length(min = 1, max = 100, code = "lines"),
+        length(min = 1, max = MAX_LINES, code = "lines"),
         nested,
         custom(function = "distinct_items")
     )]
@@ -68,7 +68,7 @@ pub struct PlaceOrderRequest {
 pub struct OrderLineRequest {
     pub item_id: Uuid,
     /// 1 to 10 000.
-    #[validate(range(min = 1, max = 10_000, code = "range"))]
+    #[validate(range(min = 1, max = MAX_QUANTITY, code = "range"))]
     pub quantity: i64,
 }
 
@@ -202,7 +202,7 @@ pub async fn place_order(
         match payments::attach_intent(&*txn, order_id, &intent).await? {
             Some(payment) => {
                 record.payment = Some(payment);
-                notify(&txn, &record.order, "order.created").await?;
+                notify(&txn, &record.order, NotificationEvent::OrderCreated).await?;
             }
             // A concurrent resume attached the same PaymentIntent (and
             // announced the order) first: answer with the order as stored.
@@ -285,7 +285,7 @@ async fn reserve(
     let mut lines = Vec::with_capacity(wanted.len());
     let mut total: i64 = 0;
     for (index, line) in wanted {
-        let Some(item) = queries::take_stock(&*txn, line.item_id, line.quantity).await? else {
+        let Some(item) = catalog::take_stock(&txn, line.item_id, line.quantity).await? else {
             return Err(shortfall(&*txn, index, line.item_id).await?.into());
         };
         let line_total = item
@@ -323,7 +323,7 @@ async fn reserve(
         payments::insert_payment(&*txn, order_id, state.gateway.provider(), total, &currency)
             .await?,
     );
-    record_event(
+    record_timeline_step(
         &*txn,
         order_id,
         None,
@@ -336,7 +336,6 @@ async fn reserve(
     claim.checkpoint(&*txn, order_id).await?;
     let customer_id = users::stripe_customer_id(&*txn, user_id).await?;
     txn.commit().await?;
-    after_commit(&state.cache, true).await;
     Ok(Reserved {
         record,
         customer_id,
@@ -362,9 +361,8 @@ async fn shortfall(
 /// The provider said no: remove the attempt and free the key, together.
 async fn undo(state: &AppState, order_id: Uuid, claim: &Claim) -> Result<(), ApiError> {
     let txn = state.db.begin_write().await?;
-    let undone = queries::undo_checkout(&*txn, order_id).await?;
+    queries::undo_checkout(&txn, order_id).await?;
     claim.release(&*txn).await?;
     txn.commit().await?;
-    after_commit(&state.cache, undone).await;
     Ok(())
 }

@@ -4,8 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder,
-    sea_query::{Expr, ExprTrait},
+    QueryFilter, QueryOrder, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -18,8 +17,9 @@ use super::{
     status::OrderStatus,
 };
 use crate::{
-    catalog::item::{self, Entity as Items},
-    http::pagination::{Cursor, Page, PageRequest},
+    catalog::queries as catalog,
+    db::WriteTxn,
+    pagination::{Cursor, Page, PageRequest},
     payments::model::{payment, refund},
     users::role::Role,
 };
@@ -170,28 +170,6 @@ pub async fn records<C: ConnectionTrait>(
         .collect())
 }
 
-/// Takes `quantity` of an item if enough remains; the item as it is now,
-/// or `None` if it is missing, deleted or short. The condition is in the
-/// `UPDATE` itself, so concurrent orders can never oversell.
-pub async fn take_stock<C: ConnectionTrait>(
-    conn: &C,
-    item_id: Uuid,
-    quantity: i64,
-) -> Result<Option<item::Model>, DbErr> {
-    let taken = Items::update_many()
-        .col_expr(
-            item::Column::Stock,
-            Expr::col(item::Column::Stock).sub(quantity),
-        )
-        .col_expr(item::Column::UpdatedAt, Expr::value(crate::db::now()))
-        .filter(item::Column::Id.eq(item_id))
-        .filter(item::Column::DeletedAt.is_null())
-        .filter(item::Column::Stock.gte(quantity))
-        .exec_with_returning(conn)
-        .await?;
-    Ok(taken.into_iter().next())
-}
-
 /// A new PENDING order with its lines (name and price as they are now).
 pub struct NewOrder {
     pub id: Uuid,
@@ -266,16 +244,12 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewOrder) -> Result<Order
 /// parts go, its stock comes back. Only while its payment has no
 /// PaymentIntent (a concurrent resume that attached one wins); `false` if
 /// there was nothing to undo.
-pub async fn undo_checkout<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Result<bool, DbErr> {
-    let removed = payment::Entity::delete_many()
-        .filter(payment::Column::OrderId.eq(order_id))
-        .filter(payment::Column::ProviderPaymentId.is_null())
-        .exec(conn)
-        .await?;
-    if removed.rows_affected != 1 {
+pub async fn undo_checkout(txn: &WriteTxn, order_id: Uuid) -> Result<bool, DbErr> {
+    let conn = &**txn;
+    if !crate::payments::queries::delete_unattached_payment(conn, order_id).await? {
         return Ok(false);
     }
-    return_stock(conn, order_id).await?;
+    return_stock(txn, order_id).await?;
     OrderLines::delete_many()
         .filter(order_line::Column::OrderId.eq(order_id))
         .exec(conn)
@@ -294,23 +268,14 @@ pub async fn undo_checkout<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Resu
 
 /// Gives an order's goods back to the catalogue, items in id order (the
 /// order placement takes them in, so the two never deadlock).
-pub async fn return_stock<C: ConnectionTrait>(conn: &C, order_id: Uuid) -> Result<(), DbErr> {
+pub async fn return_stock(txn: &WriteTxn, order_id: Uuid) -> Result<(), DbErr> {
     let lines = OrderLines::find()
         .filter(order_line::Column::OrderId.eq(order_id))
         .order_by_asc(order_line::Column::ItemId)
-        .all(conn)
+        .all(&**txn)
         .await?;
-    let now = crate::db::now();
     for line in lines {
-        Items::update_many()
-            .col_expr(
-                item::Column::Stock,
-                Expr::col(item::Column::Stock).add(line.quantity),
-            )
-            .col_expr(item::Column::UpdatedAt, Expr::value(now))
-            .filter(item::Column::Id.eq(line.item_id))
-            .exec(conn)
-            .await?;
+        catalog::put_back_stock(txn, line.item_id, line.quantity).await?;
     }
     Ok(())
 }

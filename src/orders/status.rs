@@ -83,11 +83,6 @@ impl OrderStatus {
         matches!(self, Pending | Paid | Processed)
     }
 
-    /// Nothing further can happen to the order.
-    pub fn is_final(self) -> bool {
-        matches!(self, Canceled | Refunded)
-    }
-
     /// Statuses a staff member with `role` may list and view.
     pub fn visible_to_staff(self, role: crate::users::role::Role) -> bool {
         use crate::users::role::Role;

@@ -14,26 +14,26 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::Expr,
 };
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
+    cancel_payment::CancelPayment,
     jobs::Process,
     model::{
         order::{self, Entity as Orders},
         order_event,
     },
+    refunds::start_refund,
     status::OrderStatus,
 };
 use crate::{
     db::WriteTxn,
     jobs::{self, NewJob},
-    notifications::deliver::Deliver,
-    payments::{
-        jobs::{CancelPayment, start_refund},
-        model::payment::PaymentStatus,
-        queries as payments,
+    notifications::{
+        deliver::Deliver,
+        event::{NotificationEvent, OrderSummary},
     },
+    payments::{model::payment::PaymentStatus, queries as payments},
 };
 
 /// Who moved the order (recorded in the timeline).
@@ -59,23 +59,59 @@ impl Actor {
     }
 }
 
-/// A requested status change.
+/// Where a change takes the order, with exactly what that target takes.
+/// PENDING is no target: an order starts there and never returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Paid,
+    Processed,
+    /// The parcel's tracking number and carrier, when staff give them.
+    Shipped {
+        tracking_number: Option<String>,
+        carrier: Option<String>,
+    },
+    Delivered,
+    Canceled,
+    /// `restock`: put the goods back in stock even if they had left.
+    Refunded {
+        restock: bool,
+    },
+}
+
+impl Target {
+    pub fn status(&self) -> OrderStatus {
+        match self {
+            Target::Paid => OrderStatus::Paid,
+            Target::Processed => OrderStatus::Processed,
+            Target::Shipped { .. } => OrderStatus::Shipped,
+            Target::Delivered => OrderStatus::Delivered,
+            Target::Canceled => OrderStatus::Canceled,
+            Target::Refunded { .. } => OrderStatus::Refunded,
+        }
+    }
+}
+
+/// Whom a change tells, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    /// The owner gets the target status's own event (`order.paid`, …).
+    Owner,
+    /// The owner gets the generic `order.status_changed` (the earlier
+    /// API's event for the staff status route).
+    OwnerOfStatusChange,
+    /// Nobody: the caller records a more specific event (`order.failed`).
+    Nobody,
+}
+
+/// A requested status change. The target carries what is particular to
+/// it; the rest applies to every target (who, why for the timeline, whom
+/// to tell, and the status it must still be in).
 #[derive(Debug, Clone)]
 pub struct Change {
-    pub to: OrderStatus,
+    pub to: Target,
     pub actor: Actor,
     pub reason: Option<String>,
-    /// SHIPPED: the parcel's tracking number and carrier.
-    pub tracking_number: Option<String>,
-    pub carrier: Option<String>,
-    /// REFUNDED: put the goods back in stock even if they had left.
-    pub restock: bool,
-    /// Tell the owner (off when the caller records a more specific event,
-    /// such as `order.failed`).
-    pub notify: bool,
-    /// The event to tell, instead of the target status's own
-    /// (`order.status_changed` for the generic status route).
-    pub notify_as: Option<&'static str>,
+    pub notify: Notify,
     /// Only from this status: a caller that decided on an earlier read (an
     /// expiry deciding an unpaid order is overdue) gets `Conflict` if the
     /// order has moved since, rather than a transition it did not mean.
@@ -83,16 +119,12 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn to(to: OrderStatus, actor: Actor) -> Self {
+    pub fn to(to: Target, actor: Actor) -> Self {
         Self {
             to,
             actor,
             reason: None,
-            tracking_number: None,
-            carrier: None,
-            restock: false,
-            notify: true,
-            notify_as: None,
+            notify: Notify::Owner,
             expect_from: None,
         }
     }
@@ -120,8 +152,6 @@ pub struct Transitioned {
     pub order: order::Model,
     pub from: OrderStatus,
     pub payment_action: Option<PaymentAction>,
-    /// Stock went back to the catalogue: invalidate its cache after commit.
-    pub restocked: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,18 +185,16 @@ pub async fn transition(
     {
         return Err(TransitionError::Conflict { expected });
     }
-    if !from.may_become(change.to) {
-        return Err(TransitionError::Invalid {
-            from,
-            to: change.to,
-        });
+    let to = change.to.status();
+    if !from.may_become(to) {
+        return Err(TransitionError::Invalid { from, to });
     }
     write_status(txn, &current, &change).await?;
-    record_event(
+    record_timeline_step(
         &**txn,
         order_id,
         Some(from),
-        change.to,
+        to,
         change.actor,
         change.reason.clone(),
     )
@@ -179,15 +207,14 @@ pub async fn transition(
         order,
         from,
         payment_action: None,
-        restocked: false,
     };
     apply_effects(txn, &change, &mut done).await?;
-    metrics::counter!("orders_transitions_total", "from" => from.as_str(), "to" => change.to.as_str())
+    metrics::counter!("orders_transitions_total", "from" => from.as_str(), "to" => to.as_str())
         .increment(1);
     tracing::info!(
         order.id = %order_id,
         order.from = from.as_str(),
-        order.to = change.to.as_str(),
+        order.to = to.as_str(),
         actor = %change.actor.label(),
         "order transition"
     );
@@ -202,20 +229,23 @@ async fn write_status(
 ) -> Result<(), TransitionError> {
     let now = crate::db::now();
     let mut update = Orders::update_many()
-        .col_expr(order::Column::Status, Expr::value(change.to))
+        .col_expr(order::Column::Status, Expr::value(change.to.status()))
         .col_expr(order::Column::UpdatedAt, Expr::value(now));
-    update = match change.to {
-        OrderStatus::Shipped => update
+    update = match &change.to {
+        Target::Shipped {
+            tracking_number,
+            carrier,
+        } => update
             .col_expr(order::Column::ShippedAt, Expr::value(now))
             .col_expr(
                 order::Column::TrackingNumber,
-                Expr::value(change.tracking_number.clone()),
+                Expr::value(tracking_number.clone()),
             )
-            .col_expr(order::Column::Carrier, Expr::value(change.carrier.clone())),
-        OrderStatus::Delivered => update.col_expr(order::Column::DeliveredAt, Expr::value(now)),
-        OrderStatus::Canceled => update.col_expr(order::Column::CanceledAt, Expr::value(now)),
-        OrderStatus::Refunded => update.col_expr(order::Column::RefundedAt, Expr::value(now)),
-        OrderStatus::Pending | OrderStatus::Paid | OrderStatus::Processed => update,
+            .col_expr(order::Column::Carrier, Expr::value(carrier.clone())),
+        Target::Delivered => update.col_expr(order::Column::DeliveredAt, Expr::value(now)),
+        Target::Canceled => update.col_expr(order::Column::CanceledAt, Expr::value(now)),
+        Target::Refunded { .. } => update.col_expr(order::Column::RefundedAt, Expr::value(now)),
+        Target::Paid | Target::Processed => update,
     };
     let written = update
         .filter(order::Column::Id.eq(current.id))
@@ -232,7 +262,7 @@ async fn write_status(
 }
 
 /// Appends one step to the order's timeline.
-pub async fn record_event<C: ConnectionTrait>(
+pub async fn record_timeline_step<C: ConnectionTrait>(
     conn: &C,
     order_id: Uuid,
     from: Option<OrderStatus>,
@@ -260,57 +290,60 @@ async fn apply_effects(
     done: &mut Transitioned,
 ) -> Result<(), TransitionError> {
     let order_id = done.order.id;
-    match change.to {
-        OrderStatus::Paid => {
+    match &change.to {
+        Target::Paid => {
             jobs::enqueue(txn, NewJob::of(&Process { order_id })).await?;
         }
-        OrderStatus::Canceled => {
-            super::queries::return_stock(&**txn, order_id).await?;
-            done.restocked = true;
+        Target::Canceled => {
+            super::queries::return_stock(txn, order_id).await?;
             done.payment_action = settle_payment(txn, &done.order, change).await?;
         }
-        OrderStatus::Refunded => {
-            if done.from.goods_in_stock() || change.restock {
-                super::queries::return_stock(&**txn, order_id).await?;
-                done.restocked = true;
+        Target::Refunded { restock } => {
+            if done.from.goods_in_stock() || *restock {
+                super::queries::return_stock(txn, order_id).await?;
             }
             done.payment_action = settle_payment(txn, &done.order, change).await?;
         }
-        OrderStatus::Pending
-        | OrderStatus::Processed
-        | OrderStatus::Shipped
-        | OrderStatus::Delivered => {}
+        Target::Processed | Target::Shipped { .. } | Target::Delivered => {}
     }
-    if change.notify {
-        let event = change.notify_as.unwrap_or_else(|| event_name(change.to));
+    let event: Option<OrderEvent> = match change.notify {
+        Notify::Owner => Some(event_of(&change.to)),
+        Notify::OwnerOfStatusChange => Some(NotificationEvent::OrderStatusChanged),
+        Notify::Nobody => None,
+    };
+    if let Some(event) = event {
         notify(txn, &done.order, event).await?;
     }
     Ok(())
 }
 
-fn event_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Pending => "order.created",
-        OrderStatus::Paid => "order.paid",
-        OrderStatus::Processed => "order.processed",
-        OrderStatus::Shipped => "order.shipped",
-        OrderStatus::Delivered => "order.delivered",
-        OrderStatus::Canceled => "order.canceled",
-        OrderStatus::Refunded => "order.refunded",
+/// A notification about an order, made from the order's summary
+/// (`NotificationEvent::OrderPaid`, …).
+pub type OrderEvent = fn(OrderSummary) -> NotificationEvent;
+
+/// The event a target status tells its owner.
+fn event_of(target: &Target) -> OrderEvent {
+    match target {
+        Target::Paid => NotificationEvent::OrderPaid,
+        Target::Processed => NotificationEvent::OrderProcessed,
+        Target::Shipped { .. } => NotificationEvent::OrderShipped,
+        Target::Delivered => NotificationEvent::OrderDelivered,
+        Target::Canceled => NotificationEvent::OrderCanceled,
+        Target::Refunded { .. } => NotificationEvent::OrderRefunded,
     }
 }
 
 /// Records `event` for the order's owner, by a job committed with the change.
-pub async fn notify(txn: &WriteTxn, order: &order::Model, event: &str) -> Result<(), DbErr> {
+pub async fn notify(txn: &WriteTxn, order: &order::Model, event: OrderEvent) -> Result<(), DbErr> {
+    let summary = OrderSummary {
+        order_id: order.id,
+        status: order.status.as_str().to_owned(),
+        total: order.total,
+        currency: order.currency.clone(),
+    };
     let job = Deliver {
         user_id: order.user_id,
-        event: event.to_owned(),
-        data: json!({
-            "orderId": order.id,
-            "status": order.status,
-            "total": order.total,
-            "currency": order.currency,
-        }),
+        event: event(summary),
     };
     jobs::enqueue(txn, NewJob::of(&job)).await?;
     Ok(())

@@ -7,7 +7,6 @@
 //! a retried or duplicated job never makes a second customer.
 
 use async_trait::async_trait;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -83,15 +82,7 @@ async fn create_customer(
     let key = format!("customer-create-{}", account.id);
     let customer = ctx.gateway.create_customer(details, &key).await?;
     let txn = ctx.db.begin_write().await?;
-    user::Entity::update_many()
-        .col_expr(
-            user::Column::StripeCustomerId,
-            Expr::value(customer.clone()),
-        )
-        .filter(user::Column::Id.eq(account.id))
-        .filter(user::Column::StripeCustomerId.is_null())
-        .exec(&*txn)
-        .await?;
+    users::set_stripe_customer_id(&*txn, account.id, &customer).await?;
     txn.commit().await?;
     // Deleted while we were creating: take the customer down again.
     if users::find_any(ctx.db.conn(), account.id)

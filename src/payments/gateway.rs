@@ -61,6 +61,15 @@ impl IntentStatus {
     }
 }
 
+/// The provider's final word on a PaymentIntent (from a webhook, or from
+/// asking the provider). What it does to an order is for `orders` to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentOutcome {
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentIntent {
     pub id: String,
@@ -186,11 +195,6 @@ pub trait PaymentGateway: Send + Sync + 'static {
     ) -> Result<ProviderRefund, GatewayError>;
 
     async fn retrieve_refund(&self, id: &str) -> Result<ProviderRefund, GatewayError>;
-
-    /// The simulated gateway, for start-up wiring and tests.
-    fn as_simulated(&self) -> Option<&super::simulated::SimulatedGateway> {
-        None
-    }
 }
 
 pub type SharedGateway = std::sync::Arc<dyn PaymentGateway>;

@@ -1,13 +1,14 @@
-//! Payments: the provider gateway (Stripe or simulated), the payment and
-//! refund records of orders, the signed webhook, and the jobs that talk to
-//! the provider (customer sync, PaymentIntent cancel, refunds,
-//! reconciliation). Order status itself is only ever changed through
-//! `orders::transition`.
+//! Payments, the provider side: the gateway (Stripe or simulated), the
+//! payment and refund records with their queries, the webhook's signature
+//! check and parsing, and the customer sync job.
+//!
+//! This module knows nothing of orders' rules and imports nothing from
+//! `orders`: what a provider fact does to an order (intent outcomes,
+//! cancel-payment, refunds, reconciliation, the webhook's order part) is
+//! decided in `orders`, which asks this module for the facts.
 
 pub mod customer_sync;
-pub mod events;
 pub mod gateway;
-pub mod jobs;
 pub mod model;
 pub mod queries;
 pub mod retention;
@@ -23,8 +24,18 @@ use secrecy::{ExposeSecret, SecretString};
 use self::gateway::SharedGateway;
 use crate::config::{Config, GatewayKind};
 
+/// The gateway the configuration asks for, and the same gateway as its
+/// concrete type when it is the simulated one.
+pub struct ConfiguredGateway {
+    pub gateway: SharedGateway,
+    /// Start-up points its webhooks at our listener; tests drive it
+    /// (confirm, decline, counts). Kept beside the trait object so the
+    /// trait need not know its implementations.
+    pub simulated: Option<Arc<simulated::SimulatedGateway>>,
+}
+
 /// The gateway the configuration asks for.
-pub fn gateway_from_config(config: &Config) -> anyhow::Result<SharedGateway> {
+pub fn gateway_from_config(config: &Config) -> anyhow::Result<ConfiguredGateway> {
     Ok(match config.payment_gateway {
         GatewayKind::Simulated => {
             let webhook_secret = config
@@ -32,22 +43,29 @@ pub fn gateway_from_config(config: &Config) -> anyhow::Result<SharedGateway> {
                 .first()
                 .map(|s| s.expose_secret().to_owned())
                 .unwrap_or_default();
-            simulated::SimulatedGateway::new(simulated::SimulatedSettings {
+            let simulated = simulated::SimulatedGateway::new(simulated::SimulatedSettings {
                 confirm_after: config.simulated_payment_delay,
                 decline_suffix: config.simulated_decline_suffix.clone(),
                 webhook_secret,
-            })
+            });
+            ConfiguredGateway {
+                gateway: Arc::clone(&simulated) as SharedGateway,
+                simulated: Some(simulated),
+            }
         }
         GatewayKind::Stripe => {
             let key = config
                 .stripe_secret_key
                 .clone()
                 .unwrap_or_else(|| SecretString::from(String::new()));
-            Arc::new(stripe::StripeGateway::new(
-                &config.stripe_api_base,
-                key,
-                config.stripe_timeout,
-            )?)
+            ConfiguredGateway {
+                gateway: Arc::new(stripe::StripeGateway::new(
+                    &config.stripe_api_base,
+                    key,
+                    config.stripe_timeout,
+                )?),
+                simulated: None,
+            }
         }
     })
 }

@@ -43,11 +43,6 @@ pub mod payment {
     }
 
     impl PaymentStatus {
-        /// Whether money was taken (and is still held, or was given back).
-        pub fn was_charged(self) -> bool {
-            matches!(self, Self::Succeeded | Self::Refunded)
-        }
-
         /// Statuses no later event may overwrite with an earlier one.
         pub fn is_settled(self) -> bool {
             matches!(self, Self::Succeeded | Self::Canceled | Self::Refunded)

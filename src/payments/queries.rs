@@ -13,6 +13,7 @@ use super::{
     gateway::PaymentIntent,
     model::{
         payment::{self, Entity as Payments, PaymentStatus},
+        payment_event::{self, Entity as PaymentEvents},
         refund::{self, Entity as Refunds, RefundStatus},
     },
 };
@@ -138,6 +139,15 @@ pub const UNSETTLED: [PaymentStatus; 4] = [
     PaymentStatus::Failed,
 ];
 
+/// The unsettled statuses without `Failed`: what a decline may overwrite
+/// (a payment already failed stays as it is; a later success or
+/// cancellation is never overwritten, being settled).
+pub const AWAITING_OUTCOME: [PaymentStatus; 3] = [
+    PaymentStatus::Creating,
+    PaymentStatus::RequiresPayment,
+    PaymentStatus::Processing,
+];
+
 /// Decides to refund `payment` in full: one refund per payment, so a second
 /// decision (a cancel racing a late webhook, say) finds the first.
 pub async fn open_refund<C: ConnectionTrait>(
@@ -213,4 +223,91 @@ pub async fn refund_by_provider_id<C: ConnectionTrait>(
         .filter(refund::Column::ProviderRefundId.eq(provider_refund_id))
         .one(conn)
         .await
+}
+
+/// Stores the PaymentIntent id of a payment that has none yet (a provider
+/// event overtook the checkout that stores it).
+pub async fn remember_intent<C: ConnectionTrait>(
+    conn: &C,
+    payment_id: Uuid,
+    intent_id: &str,
+) -> Result<(), DbErr> {
+    Payments::update_many()
+        .col_expr(
+            payment::Column::ProviderPaymentId,
+            Expr::value(intent_id.to_owned()),
+        )
+        .filter(payment::Column::Id.eq(payment_id))
+        .filter(payment::Column::ProviderPaymentId.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a webhook event id; `false` if it was seen before (a duplicate
+/// delivery). Written in the transaction of the event's effects, so an
+/// event whose processing failed leaves no record and is processed again
+/// when the provider retries.
+pub async fn record_webhook_event<C: ConnectionTrait>(
+    conn: &C,
+    event_id: &str,
+    event_type: &str,
+) -> Result<bool, DbErr> {
+    let now = crate::db::now();
+    let inserted = PaymentEvents::insert(payment_event::ActiveModel {
+        id: Set(crate::db::new_id()),
+        provider_event_id: Set(event_id.to_owned()),
+        event_type: Set(event_type.to_owned()),
+        received_at: Set(now),
+        processed_at: Set(Some(now)),
+    })
+    .on_conflict(
+        OnConflict::column(payment_event::Column::ProviderEventId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(inserted == 1)
+}
+
+/// Removes processed webhook events past retention (the maintenance job).
+pub async fn delete_events_before<C: ConnectionTrait>(
+    conn: &C,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    Ok(PaymentEvents::delete_many()
+        .filter(payment_event::Column::ReceivedAt.lt(before))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// Removes an order's payment while it has no PaymentIntent (a checkout
+/// undone because its intent could not be created); `false` if there was
+/// none, or a concurrent resume attached an intent first.
+pub async fn delete_unattached_payment<C: ConnectionTrait>(
+    conn: &C,
+    order_id: Uuid,
+) -> Result<bool, DbErr> {
+    let removed = Payments::delete_many()
+        .filter(payment::Column::OrderId.eq(order_id))
+        .filter(payment::Column::ProviderPaymentId.is_null())
+        .exec(conn)
+        .await?;
+    Ok(removed.rows_affected == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decline_may_overwrite_every_unsettled_status_but_failed() {
+        let without_failed: Vec<PaymentStatus> = UNSETTLED
+            .into_iter()
+            .filter(|s| *s != PaymentStatus::Failed)
+            .collect();
+        assert_eq!(without_failed, AWAITING_OUTCOME);
+    }
 }

@@ -24,7 +24,7 @@ impl Job for EventsCleanup {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let before = ctx.db.now() - crate::duration::to_delta(PAYMENT_EVENT_RETENTION);
         let txn = ctx.db.begin_write().await?;
-        let events = super::events::delete_events_before(&*txn, before).await?;
+        let events = super::queries::delete_events_before(&*txn, before).await?;
         txn.commit().await?;
         tracing::info!(payment_events.deleted = events, "cleanup done");
         Ok(())

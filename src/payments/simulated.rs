@@ -102,11 +102,6 @@ impl SimulatedGateway {
         self.customers.get(id)
     }
 
-    pub fn customer_count(&self) -> u64 {
-        self.customers.run_pending_tasks();
-        self.customers.entry_count()
-    }
-
     /// How many PaymentIntents exist (each create under a new key makes one).
     pub fn payment_intent_count(&self) -> u64 {
         self.intents.run_pending_tasks();
@@ -377,9 +372,5 @@ impl PaymentGateway for SimulatedGateway {
 
     async fn retrieve_refund(&self, id: &str) -> Result<ProviderRefund, GatewayError> {
         self.refunds.get(id).ok_or(GatewayError::NotFound)
-    }
-
-    fn as_simulated(&self) -> Option<&SimulatedGateway> {
-        Some(self)
     }
 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     db::contains_folded,
-    http::pagination::{Cursor, Page, PageRequest},
+    pagination::{Cursor, Page, PageRequest},
 };
 
 pub async fn find_live<C: ConnectionTrait>(
@@ -51,6 +51,25 @@ pub async fn stripe_customer_id<C: ConnectionTrait>(
         .one(conn)
         .await?
         .flatten())
+}
+
+/// Stores the user's provider customer id, unless one is stored already (a
+/// duplicated creation keeps the first).
+pub async fn set_stripe_customer_id<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+    customer_id: &str,
+) -> Result<(), DbErr> {
+    Users::update_many()
+        .col_expr(
+            user::Column::StripeCustomerId,
+            Expr::value(customer_id.to_owned()),
+        )
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::StripeCustomerId.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 pub async fn find_live_by_email<C: ConnectionTrait>(

@@ -432,8 +432,14 @@ impl Matrix {
         let ctx = JobServices::from_state(&self.app.state).context(id, 1, Uuid::new_v4());
         dispatch::notifications::deliver::Deliver {
             user_id: user.id,
-            event: "order.shipped".into(),
-            data: json!({"orderId": Uuid::new_v4(), "status": "SHIPPED"}),
+            event: dispatch::notifications::event::NotificationEvent::OrderShipped(
+                dispatch::notifications::event::OrderSummary {
+                    order_id: Uuid::new_v4(),
+                    status: "SHIPPED".to_owned(),
+                    total: 1_000,
+                    currency: "usd".to_owned(),
+                },
+            ),
         }
         .run(&ctx)
         .await

@@ -567,8 +567,8 @@ impl TestApp {
     /// The simulated gateway of this app.
     pub fn simulated(&self) -> &dispatch::payments::simulated::SimulatedGateway {
         self.state
-            .gateway
-            .as_simulated()
+            .simulated_gateway
+            .as_deref()
             .expect("the simulated gateway")
     }
 
@@ -732,7 +732,7 @@ impl TestApp {
             return id;
         }
         let intent = self.intent_of(&id).await;
-        match self.state.gateway.as_simulated() {
+        match self.state.simulated_gateway.as_deref() {
             // The provider's side too, so refunds find a charge: its signed
             // webhook is delivered (and processed) before `confirm` returns.
             Some(simulated) => {

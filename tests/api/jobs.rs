@@ -744,8 +744,14 @@ async fn notifications_claimed_together_are_recorded_once_each_by_one_batch() {
     let deliveries = (0..50).map(|n| {
         NewJob::of(&Deliver {
             user_id: user.id,
-            event: "order.created".into(),
-            data: serde_json::json!({"n": n}),
+            event: dispatch::notifications::event::NotificationEvent::OrderCreated(
+                dispatch::notifications::event::OrderSummary {
+                    order_id: Uuid::from_u128(n),
+                    status: "PENDING".to_owned(),
+                    total: 1_000,
+                    currency: "usd".to_owned(),
+                },
+            ),
         })
     });
     let txn = db.begin_write().await.unwrap();

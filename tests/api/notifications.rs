@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use dispatch::{
     jobs::{self, Job, NewJob, registry::JobServices},
-    notifications::{deliver::Deliver, notification},
+    notifications::{
+        deliver::Deliver,
+        event::{NotificationEvent, OrderSummary},
+        notification,
+    },
     users::role::Role,
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -50,14 +54,23 @@ async fn count_of(app: &TestApp, user: Uuid, event: &str) -> u64 {
         .unwrap()
 }
 
+/// An order event's summary for tests that only need some order.
+fn summary(order_id: Uuid, status: &str) -> OrderSummary {
+    OrderSummary {
+        order_id,
+        status: status.to_owned(),
+        total: 1_000,
+        currency: "usd".to_owned(),
+    }
+}
+
 /// Records a notification for `user` as its job would, with a fresh job id.
-async fn record(app: &TestApp, user: Uuid, event: &str, data: Value) -> Uuid {
+async fn record(app: &TestApp, user: Uuid, event: NotificationEvent) -> Uuid {
     let id = Uuid::new_v4();
     let ctx = JobServices::from_state(&app.state).context(id, 1, Uuid::new_v4());
     Deliver {
         user_id: user,
-        event: event.into(),
-        data,
+        event,
     }
     .run(&ctx)
     .await
@@ -231,8 +244,7 @@ async fn a_retried_delivery_does_not_record_twice() {
     let ctx = JobServices::from_state(&app.state).context(Uuid::new_v4(), 1, Uuid::new_v4());
     let job = Deliver {
         user_id: user.id,
-        event: "order.shipped".into(),
-        data: json!({"orderId": Uuid::new_v4(), "status": "SHIPPED"}),
+        event: NotificationEvent::OrderShipped(summary(Uuid::new_v4(), "SHIPPED")),
     };
     job.run(&ctx).await.unwrap();
     // The worker died after the insert committed; the job runs again.
@@ -250,22 +262,22 @@ async fn unread_counts_and_has_new_follow_reads() {
     let first = record(
         &app,
         user.id,
-        "order.shipped",
-        json!({"orderId": Uuid::new_v4(), "status": "SHIPPED"}),
+        NotificationEvent::OrderShipped(summary(Uuid::new_v4(), "SHIPPED")),
     )
     .await;
     record(
         &app,
         user.id,
-        "order.delivered",
-        json!({"orderId": Uuid::new_v4(), "status": "DELIVERED"}),
+        NotificationEvent::OrderDelivered(summary(Uuid::new_v4(), "DELIVERED")),
     )
     .await;
     record(
         &app,
         user.id,
-        "order.paid",
-        json!({"orderId": Uuid::new_v4(), "total": 100, "currency": "usd"}),
+        NotificationEvent::OrderPaid(OrderSummary {
+            total: 100,
+            ..summary(Uuid::new_v4(), "PAID")
+        }),
     )
     .await;
     let count = |app: &TestApp| {
@@ -375,8 +387,7 @@ async fn another_users_notification_is_404_and_stays_unread() {
     let id = record(
         &app,
         owner.id,
-        "order.shipped",
-        json!({"orderId": Uuid::new_v4()}),
+        NotificationEvent::OrderShipped(summary(Uuid::new_v4(), "SHIPPED")),
     )
     .await;
     for target in [id, Uuid::new_v4()] {
@@ -408,9 +419,20 @@ async fn read_notifications_past_retention_are_cleaned_up_and_unread_ones_stay()
     use sea_orm::sea_query::Expr;
     let app = spawn_app_with(&[("NOTIFICATION_RETENTION", "1h")]).await;
     let user = app.register_user().await;
-    let old_read = record(&app, user.id, "order.shipped", json!({})).await;
-    let old_unread = record(&app, user.id, "order.delivered", json!({})).await;
-    let recent_read = record(&app, user.id, "order.paid", json!({})).await;
+    let order = summary(Uuid::new_v4(), "PAID");
+    let old_read = record(
+        &app,
+        user.id,
+        NotificationEvent::OrderShipped(order.clone()),
+    )
+    .await;
+    let old_unread = record(
+        &app,
+        user.id,
+        NotificationEvent::OrderDelivered(order.clone()),
+    )
+    .await;
+    let recent_read = record(&app, user.id, NotificationEvent::OrderPaid(order)).await;
     let two_hours_ago = dispatch::db::now() - chrono::Duration::hours(2);
     let txn = app.state.db.begin_write().await.unwrap();
     notification::Entity::update_many()
@@ -542,8 +564,7 @@ async fn enqueue_notification(app: &TestApp, user: Uuid, order: Uuid) {
         &txn,
         NewJob::of(&Deliver {
             user_id: user,
-            event: "order.shipped".into(),
-            data: json!({"orderId": order, "status": "SHIPPED"}),
+            event: NotificationEvent::OrderShipped(summary(order, "SHIPPED")),
         }),
     )
     .await
@@ -596,8 +617,10 @@ async fn a_reconnecting_stream_gets_what_it_missed_and_nothing_twice() {
     let first = record(
         &app,
         user.id,
-        "order.paid",
-        json!({"orderId": Uuid::new_v4(), "total": 100, "currency": "usd"}),
+        NotificationEvent::OrderPaid(OrderSummary {
+            total: 100,
+            ..summary(Uuid::new_v4(), "PAID")
+        }),
     )
     .await;
     // Connected from the first one: only what came after it.
@@ -607,8 +630,7 @@ async fn a_reconnecting_stream_gets_what_it_missed_and_nothing_twice() {
             record(
                 &app,
                 user.id,
-                "order.shipped",
-                json!({"orderId": Uuid::new_v4(), "status": "SHIPPED"}),
+                NotificationEvent::OrderShipped(summary(Uuid::new_v4(), "SHIPPED")),
             )
             .await,
         );
@@ -624,8 +646,7 @@ async fn a_reconnecting_stream_gets_what_it_missed_and_nothing_twice() {
     let live = record(
         &app,
         user.id,
-        "order.delivered",
-        json!({"orderId": Uuid::new_v4(), "status": "DELIVERED"}),
+        NotificationEvent::OrderDelivered(summary(Uuid::new_v4(), "DELIVERED")),
     )
     .await;
     let event = stream.next(WAIT).await.expect("the live event");

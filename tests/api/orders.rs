@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use dispatch::{
-    jobs::Job, jobs::registry::JobServices, orders::model::order_event, payments::jobs::Reconcile,
-    users::role::Role,
+    jobs::Job, jobs::registry::JobServices, orders::model::order_event,
+    orders::reconcile::Reconcile, users::role::Role,
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -214,7 +214,7 @@ async fn a_refund_from_each_allowed_status_follows_its_restock_rule() {
         // The refund job gives the money back.
         let ctx =
             JobServices::from_state(&shop.app.state).context(Uuid::new_v4(), 1, Uuid::new_v4());
-        dispatch::payments::jobs::Refund {
+        dispatch::orders::refunds::Refund {
             order_id: id.parse().unwrap(),
         }
         .run(&ctx)
@@ -584,4 +584,31 @@ async fn reconciliation_pays_an_order_whose_webhook_was_lost() {
     assert_eq!(view["status"], "PAID");
     assert_eq!(view["timeline"][1]["actor"], "job");
     shop.app.drain_jobs().await;
+}
+
+/// Stock taken by a checkout and given back by a cancel shows in the cached
+/// public catalogue at once: the invalidation runs from the commit itself.
+#[tokio::test]
+async fn the_public_catalogue_shows_stock_taken_and_given_back_at_once() {
+    let shop = shop(spawn_app().await).await;
+    let lamp = item(&shop, 1_000, 5).await;
+    let public_stock = || async {
+        let response = shop
+            .app
+            .get(&format!("/api/v1/items/{lamp}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["stock"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(public_stock().await, 5); // now cached
+    let order = shop.app.placed_order(&shop.buyer, &[(lamp, 2)]).await;
+    assert_eq!(public_stock().await, 3);
+    shop.app
+        .staff_action(&shop.admin, &id_of(&order), "cancel", json!({}))
+        .await;
+    assert_eq!(public_stock().await, 5);
 }

@@ -8,30 +8,23 @@
 //! Events may arrive in any order and any number of times: every write here
 //! is conditional, so a repeated or stale fact changes nothing.
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{DbErr, EntityTrait};
 use uuid::Uuid;
 
 use super::{
-    jobs::start_refund,
-    model::payment::{self, Entity as Payments, PaymentStatus},
-    queries::{self as payments, UNSETTLED},
+    model::order::Entity as Orders,
+    refunds::start_refund,
+    status::OrderStatus,
+    transition::{Actor, Change, Target, TransitionError, Transitioned, transition},
 };
 use crate::{
     db::WriteTxn,
-    orders::{
-        model::order::Entity as Orders,
-        status::OrderStatus,
-        transition::{Actor, Change, TransitionError, Transitioned, transition},
+    payments::{
+        gateway::IntentOutcome,
+        model::payment::{self, PaymentStatus},
+        queries::{self as payments, AWAITING_OUTCOME, UNSETTLED},
     },
 };
-
-/// The provider's final word on a PaymentIntent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntentOutcome {
-    Succeeded,
-    Failed,
-    Canceled,
-}
 
 /// What applying an outcome did.
 #[derive(Debug, Default)]
@@ -39,12 +32,6 @@ pub struct Applied {
     pub transitioned: Option<Transitioned>,
     /// A payment landed on a canceled order and is being refunded.
     pub auto_refund: bool,
-}
-
-impl Applied {
-    pub fn restocked(&self) -> bool {
-        self.transitioned.as_ref().is_some_and(|t| t.restocked)
-    }
 }
 
 /// Applies `outcome` of PaymentIntent `intent_id` to the order it pays for.
@@ -65,7 +52,7 @@ pub async fn apply_intent_outcome(
         }
         Some(_) => {}
         // The event overtook the checkout that stores the id: record it now.
-        None => remember_intent(txn, payment.id, intent_id).await?,
+        None => payments::remember_intent(&**txn, payment.id, intent_id).await?,
     }
     let new_status = match outcome {
         IntentOutcome::Succeeded => PaymentStatus::Succeeded,
@@ -75,7 +62,7 @@ pub async fn apply_intent_outcome(
     let from: &[PaymentStatus] = match outcome {
         IntentOutcome::Succeeded | IntentOutcome::Canceled => &UNSETTLED,
         // A decline never overrides a later success or cancellation.
-        IntentOutcome::Failed => &UNSETTLED[..3],
+        IntentOutcome::Failed => &AWAITING_OUTCOME,
     };
     payments::set_payment_status(&**txn, payment.id, from, new_status).await?;
     // A racing transition may move the order between our read and our
@@ -86,7 +73,7 @@ pub async fn apply_intent_outcome(
         };
         let result = match (outcome, order.status) {
             (IntentOutcome::Succeeded, OrderStatus::Pending) => {
-                transition(txn, order_id, Change::to(OrderStatus::Paid, actor)).await
+                transition(txn, order_id, Change::to(Target::Paid, actor)).await
             }
             (IntentOutcome::Succeeded, OrderStatus::Canceled) => {
                 refund_late_payment(txn, &payment).await?;
@@ -96,11 +83,11 @@ pub async fn apply_intent_outcome(
                 });
             }
             (IntentOutcome::Failed, OrderStatus::Pending) => {
-                let change = Change::to(OrderStatus::Canceled, actor).because("payment_failed");
+                let change = Change::to(Target::Canceled, actor).because("payment_failed");
                 transition(txn, order_id, change).await
             }
             (IntentOutcome::Canceled, OrderStatus::Pending) => {
-                let change = Change::to(OrderStatus::Canceled, actor).because("payment_canceled");
+                let change = Change::to(Target::Canceled, actor).because("payment_canceled");
                 transition(txn, order_id, change).await
             }
             // Already where this fact leads, or past it.
@@ -127,60 +114,10 @@ pub async fn apply_intent_outcome(
     )))
 }
 
-async fn remember_intent(txn: &WriteTxn, payment_id: Uuid, intent_id: &str) -> Result<(), DbErr> {
-    Payments::update_many()
-        .col_expr(
-            payment::Column::ProviderPaymentId,
-            Expr::value(intent_id.to_owned()),
-        )
-        .filter(payment::Column::Id.eq(payment_id))
-        .filter(payment::Column::ProviderPaymentId.is_null())
-        .exec(&**txn)
-        .await?;
-    Ok(())
-}
-
 /// A payment that succeeded on a canceled order goes back to the customer.
 async fn refund_late_payment(txn: &WriteTxn, payment: &payment::Model) -> Result<(), DbErr> {
     let reason = Some("payment_after_cancellation".to_owned());
     start_refund(txn, payment, reason).await?;
     tracing::info!(order.id = %payment.order_id, "payment landed on a canceled order; refunding it");
     Ok(())
-}
-
-/// Records a webhook event id; `false` if it was seen before (a duplicate
-/// delivery). Written in the transaction of the event's effects, so an
-/// event whose processing failed leaves no record and is processed again
-/// when the provider retries.
-pub async fn record_event(txn: &WriteTxn, event_id: &str, event_type: &str) -> Result<bool, DbErr> {
-    use super::model::payment_event::{self, Entity as PaymentEvents};
-    let now = crate::db::now();
-    let inserted = PaymentEvents::insert(payment_event::ActiveModel {
-        id: Set(crate::db::new_id()),
-        provider_event_id: Set(event_id.to_owned()),
-        event_type: Set(event_type.to_owned()),
-        received_at: Set(now),
-        processed_at: Set(Some(now)),
-    })
-    .on_conflict(
-        sea_orm::sea_query::OnConflict::column(payment_event::Column::ProviderEventId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(&**txn)
-    .await?;
-    Ok(inserted == 1)
-}
-
-/// Removes processed events past retention (`payment.events_cleanup`).
-pub async fn delete_events_before(
-    conn: &impl sea_orm::ConnectionTrait,
-    before: chrono::DateTime<chrono::Utc>,
-) -> Result<u64, DbErr> {
-    use super::model::payment_event::{self, Entity as PaymentEvents};
-    Ok(PaymentEvents::delete_many()
-        .filter(payment_event::Column::ReceivedAt.lt(before))
-        .exec(conn)
-        .await?
-        .rows_affected)
 }
