@@ -15,6 +15,8 @@ rust_i18n::i18n!("locales", fallback = "en");
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The HTTP API assembled: every domain's routes and the OpenAPI document (composition root).
+pub mod api;
 /// Authentication: login, token refresh and rotation, sessions, the `AuthUser` extractor.
 pub mod auth;
 /// Cache-aside store (Redis or in-process) behind one interface.

@@ -6,9 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dispatch::{
     config::Config,
     db::{self, Database},
-    demo,
-    http::openapi,
-    startup, telemetry,
+    demo, startup, telemetry,
     users::{
         email::Email,
         language::Language,
@@ -97,7 +95,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            println!("{}", openapi::document().to_pretty_json()?);
+            println!("{}", dispatch::api::document().to_pretty_json()?);
             Ok(())
         }
         Command::Migrate => runtime.block_on(migrate()),

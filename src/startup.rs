@@ -20,7 +20,7 @@ use crate::{
     cache::{MemoryCache, RedisCache, SharedCache},
     config::{self, Config},
     db::{self, Database},
-    http::{extract::TrustForwardedFor, health, middleware as mw, openapi},
+    http::{extract::TrustForwardedFor, health, middleware as mw},
     jobs::{
         diagnostics, maintenance,
         registry::{JobServices, Registry},
@@ -130,7 +130,7 @@ pub async fn build_state_with_clock(
 
 /// The whole HTTP application: API, docs, health, with every middleware.
 pub fn router(state: &AppState) -> Router {
-    let (api, document) = openapi::api_router();
+    let (api, document) = crate::api::api_router();
     let config = &state.config;
     let timeout =
         TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout);

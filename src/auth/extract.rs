@@ -32,6 +32,12 @@ impl AuthUser {
             Err(ApiError::forbidden())
         }
     }
+
+    /// 403 unless the caller is an admin or superadmin: the guard of the
+    /// operator surfaces (job queue API), which need no other role rule.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(Role::is_admin)
+    }
 }
 
 fn unauthorized(code: &'static str) -> ApiError {

@@ -1,10 +1,10 @@
-//! The HTTP edge: errors, extractors, middleware, pagination, health and the
-//! OpenAPI document. Domain modules own their routes; this module owns what
-//! every route shares.
+//! The HTTP edge: errors, extractors, middleware, pagination and health.
+//! Domain modules own their routes and `crate::api` assembles them with the
+//! OpenAPI document; this module owns what every route shares and names no
+//! domain.
 
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
-pub mod openapi;
 pub mod pagination;

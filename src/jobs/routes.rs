@@ -21,7 +21,6 @@ use crate::{
         pagination::{Page, PageRequest},
     },
     state::AppState,
-    users::role::Role,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -75,7 +74,7 @@ async fn list_queues(
     State(state): State<AppState>,
     actor: AuthUser,
 ) -> Result<Json<Vec<QueueStats>>, ApiError> {
-    actor.require(Role::is_admin)?;
+    actor.require_admin()?;
     Ok(Json(admin::queue_stats(state.db.conn()).await?))
 }
 
@@ -100,7 +99,7 @@ async fn pause_queue(
     actor: AuthUser,
     Path(queue): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    actor.require(Role::is_admin)?;
+    actor.require_admin()?;
     admin::set_paused(&state.db, parse_queue(&queue)?, true, &actor_name(&actor)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -122,7 +121,7 @@ async fn resume_queue(
     actor: AuthUser,
     Path(queue): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    actor.require(Role::is_admin)?;
+    actor.require_admin()?;
     admin::set_paused(&state.db, parse_queue(&queue)?, false, &actor_name(&actor)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -157,7 +156,7 @@ async fn list_jobs(
     actor: AuthUser,
     ValidQuery(query): ValidQuery<JobListQuery>,
 ) -> Result<Json<Page<JobView>>, ApiError> {
-    actor.require(Role::is_admin)?;
+    actor.require_admin()?;
     let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
     let filter = JobFilter {
         queue: query.queue,
@@ -185,7 +184,7 @@ async fn get_job(
     actor: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
-    actor.require(Role::is_admin)?;
+    actor.require_admin()?;
     job_view(&state, id).await
 }
 
@@ -207,7 +206,7 @@ async fn retry_job(
     actor: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
-    actor.require(Role::is_admin)?;
+    actor.require_admin()?;
     admin::retry(&state.db, id, &actor_name(&actor)).await?;
     job_view(&state, id).await
 }
@@ -230,7 +229,7 @@ async fn discard_job(
     actor: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
-    actor.require(Role::is_admin)?;
+    actor.require_admin()?;
     admin::discard(&state.db, id, &actor_name(&actor)).await?;
     job_view(&state, id).await
 }
@@ -264,7 +263,7 @@ async fn retry_failed(
     actor: AuthUser,
     ValidJson { value: body, .. }: ValidJson<RetryFailedRequest>,
 ) -> Result<Json<Retried>, ApiError> {
-    actor.require(Role::is_admin)?;
+    actor.require_admin()?;
     let retried = admin::retry_failed_of_kind(&state.db, &body.kind, &actor_name(&actor)).await?;
     Ok(Json(Retried { retried }))
 }

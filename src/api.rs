@@ -1,5 +1,8 @@
-//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+//! The HTTP API as a whole: every domain's routes and the OpenAPI 3.1
+//! document generated from their annotations.
 //!
+//! Like `startup`, this is composition root: the one module (with
+//! `startup`) that names every domain, so `http` stays infrastructure.
 //! [`api_router`] is the single place the API's routes are assembled, so the
 //! served router and the document (`/api/openapi.json`, `dispatch openapi`)
 //! cannot drift apart.
