@@ -1,4 +1,4 @@
--- One checkout (`POST /api/v1/orders`, spec §4.2) as the SQL it sends to
+-- One checkout (`POST /api/v1/orders`, docs/spec.md §4.2) as the SQL it sends to
 -- PostgreSQL, for pgbench: the ceiling of `cargo bench --bench orders`.
 --
 -- The statements, their order and their transactions are those the service

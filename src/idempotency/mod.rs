@@ -1,4 +1,4 @@
-//! Idempotency keys (spec §6.2), one mechanism for every creating `POST`.
+//! Idempotency keys (docs/spec.md §6.2), one mechanism for every creating `POST`.
 //!
 //! A request with a key first *claims* it ([`claim`]) in a short transaction
 //! of its own, so that concurrent requests with the same key see it in flight

@@ -12,7 +12,7 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
-    /// 2 s, 4 s, 8 s, … up to an hour (spec §5).
+    /// 2 s, 4 s, 8 s, … up to an hour (docs/spec.md §5.2).
     fn default() -> Self {
         Self {
             base: Duration::from_secs(2),

@@ -1,4 +1,4 @@
-//! Notifications (spec §8): events recorded for users by jobs enqueued in
+//! Notifications (docs/spec.md §8): events recorded for users by jobs enqueued in
 //! the transaction of the change that caused them, rendered at read time
 //! in the reader's language, read through the feed endpoints or pushed live
 //! over Server-Sent Events.

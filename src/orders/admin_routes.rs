@@ -1,5 +1,5 @@
 //! `/api/v1/admin/orders`: staff read orders and act on them, each role on
-//! its part of the life cycle (spec §3.1): financial staff see everything
+//! its part of the life cycle (docs/spec.md §3.1, §4.4): financial staff see everything
 //! and cancel or refund; shippers see PROCESSED and later and ship;
 //! delivery staff see SHIPPED and later and deliver; admins do all. An order
 //! a role may not see is 404 to it. Every action is a

@@ -1,5 +1,5 @@
 //! Orders: placing them (stock reserved, PaymentIntent created with recovery
-//! points), reading them, staff actions, and the life cycle of spec §4.1.
+//! points), reading them, staff actions, and the life cycle of docs/spec.md §4.1.
 //!
 //! Nothing outside this module writes an order's status: every change goes
 //! through [`transition::transition`], a compare-and-set on the status whose

@@ -1,6 +1,6 @@
 //! What a fact about a PaymentIntent does to its order, whoever learned it:
 //! the webhook, the reconciliation sweep, or an expiring order asking the
-//! provider. One function, so the rules of spec §7.2 hold on every path:
+//! provider. One function, so the rules of docs/spec.md §7.3 hold on every path:
 //! - succeeded → PAID; on an order already CANCELED, an automatic refund
 //!   (never lost, never re-opening the order);
 //! - failed or canceled → CANCELED with stock restored, if still PENDING.

@@ -1,4 +1,4 @@
-//! Placing an order (spec §4.2), in three steps with recovery points:
+//! Placing an order (docs/spec.md §4.2), in three steps with recovery points:
 //!
 //! 1. **Reserve** (one transaction): take each item's stock with a
 //!    conditional `UPDATE` (never below zero), lines in item-id order so

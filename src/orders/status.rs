@@ -1,4 +1,4 @@
-//! The order life cycle of spec §4.1 as plain data: which status may follow
+//! The order life cycle of docs/spec.md §4.1 as plain data: which status may follow
 //! which, and who may ask for it. [`super::transition`] is the only code that
 //! writes a status, and it asks [`OrderStatus::may_become`] first.
 
@@ -58,7 +58,7 @@ impl OrderStatus {
         }
     }
 
-    /// The edges of the life cycle (spec §4.1).
+    /// The edges of the life cycle (docs/spec.md §4.1).
     pub fn may_become(self, to: OrderStatus) -> bool {
         matches!(
             (self, to),
@@ -78,7 +78,7 @@ impl OrderStatus {
     }
 
     /// Whether the goods are still in the shop: a refund from here puts the
-    /// stock back (spec §4.1: "if the goods never left").
+    /// stock back (docs/spec.md §4.1: "if the goods never left").
     pub fn goods_in_stock(self) -> bool {
         matches!(self, Pending | Paid | Processed)
     }

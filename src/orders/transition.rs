@@ -1,4 +1,4 @@
-//! The one function that changes an order's status (spec §4.1), used by
+//! The one function that changes an order's status (docs/spec.md §4.1), used by
 //! HTTP handlers, jobs and the webhook alike.
 //!
 //! A transition is a conditional write on the status the order had when we

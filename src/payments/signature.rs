@@ -10,7 +10,7 @@
 //!
 //! About forty lines of our own instead of `async-stripe`'s webhook module:
 //! that crate also parses the event into its generated types and rejects
-//! objects that drift from them (stack.md §7).
+//! objects that drift from them.
 
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};

@@ -4,7 +4,7 @@
 //!
 //! Hand-written on reqwest rather than async-stripe: we call a handful of
 //! endpoints, and the generated crate costs ~80 s of CPU per cold build and
-//! rejects events whose objects drift from its types (see stack.md §7).
+//! rejects events whose objects drift from its types.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `/api/v1/admin/users`: account management for admins and superadmins.
 //!
-//! Rules (spec §3.1): only `admin` and `superadmin` reach these routes; an
+//! Rules (docs/spec.md §3.1): only `admin` and `superadmin` reach these routes; an
 //! actor may only grant roles below their own level and only change or
 //! delete accounts below their own level, so superadmins are untouchable here
 //! (`dispatch create-admin` is the way to make one).

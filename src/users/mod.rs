@@ -1,5 +1,5 @@
 //! Users: registration, the caller's own account, public profiles and the
-//! admin users API with the level rules of spec §3.1.
+//! admin users API with the level rules of docs/spec.md §3.1.
 
 pub mod address;
 pub mod admin_routes;

@@ -1,4 +1,4 @@
-//! Roles and the level rules of spec §3.1.
+//! Roles and the level rules of docs/spec.md §3.1.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! `/api/v1/admin/users`: account management and the level rules of spec
+//! `/api/v1/admin/users`: account management and the level rules of docs/spec.md
 //! §3.1 (superadmin 99 > admin 10 > staff 2 > user 1; only admins and
 //! superadmins manage accounts, and only below their own level).
 

@@ -1,5 +1,5 @@
 //! `/api/v1/auth/*`: sign-in, refresh-token rotation and reuse detection,
-//! sign-out of one session or all of them (spec §3.2).
+//! sign-out of one session or all of them (docs/spec.md §3.2).
 
 use crate::helpers::{PASSWORD, TestApp, TestUser, problem, spawn_app, spawn_app_with};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

@@ -1,4 +1,4 @@
-//! Idempotency keys (spec §6.2) on the creating POSTs: registration and the
+//! Idempotency keys (docs/spec.md §6.2) on the creating POSTs: registration and the
 //! admin item and user APIs.
 
 use crate::helpers::{PASSWORD, TestApp, TestUser, problem, spawn_app};

@@ -1,4 +1,4 @@
-//! Checkouts that die half-way (spec §4.2): a process killed while it waits
+//! Checkouts that die half-way (docs/spec.md §4.2): a process killed while it waits
 //! for the PaymentIntent, a checkout nobody comes back for, a provider that
 //! is down. Stripe is imitated with wiremock at the network edge; the
 //! killed process is a real `dispatch serve --role api` child sharing the

@@ -1,4 +1,4 @@
-//! Orders under real concurrency (spec §4, §6.2, §7.2): many requests at
+//! Orders under real concurrency (docs/spec.md §4, §6.2, §7.2, §7.3): many requests at
 //! once against one item, one event, one order or one idempotency key. Each
 //! test asserts the invariant that must hold whatever the interleaving (no
 //! oversell, one transition, one charge, one refund), never a timing.

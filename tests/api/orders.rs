@@ -1,4 +1,4 @@
-//! The order life cycle over HTTP and signed webhooks (spec §4, §7.2):
+//! The order life cycle over HTTP and signed webhooks (docs/spec.md §4, §7.2):
 //! placing, paying, processing, shipping, delivering, canceling, refunding,
 //! and every way a request can be wrong.
 

@@ -1,4 +1,4 @@
-//! Cursor pagination (spec §6.3) on the item lists: complete, without
+//! Cursor pagination (docs/spec.md §6.3) on the item lists: complete, without
 //! repeats, newest first, stable under concurrent inserts and ties in time.
 
 use std::collections::HashSet;

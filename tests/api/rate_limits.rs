@@ -1,4 +1,4 @@
-//! Rate limits on login and registration (spec §9), and the health and
+//! Rate limits on login and registration (docs/spec.md §6.7), and the health and
 //! metrics endpoints.
 
 use crate::helpers::{PASSWORD, TestApp, problem, spawn_app, spawn_app_with};

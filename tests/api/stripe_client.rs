@@ -40,7 +40,7 @@ const WAIT: Duration = Duration::from_secs(20);
 // The client alone.
 
 fn gateway_with_timeout(server: &MockServer, timeout: Duration) -> StripeGateway {
-    // reqwest is built without a default rustls provider (stack.md §7).
+    // reqwest is built without a default rustls provider: without one, building a client panics.
     let _ = rustls::crypto::ring::default_provider().install_default();
     StripeGateway::new(&server.uri(), SecretString::from(SECRET_KEY), timeout)
         .expect("Stripe client")

@@ -1,5 +1,5 @@
 //! `/api/v1/users`: registration, the caller's own account, public profiles
-//! (spec §2 user/address rules, §3.2 passwords, §6.1 localised problems).
+//! (docs/spec.md §2.2 user/address rules, §3.3 passwords, §6.1 localised problems).
 
 use crate::helpers::{PASSWORD, TestApp, TestUser, problem, spawn_app};
 use dispatch::users::role::Role;

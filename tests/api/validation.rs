@@ -1,4 +1,4 @@
-//! Bad input of every kind is a problem naming the offending field (spec §6),
+//! Bad input of every kind is a problem naming the offending field (docs/spec.md §6.1, §6.5),
 //! never a 500, in the caller's language.
 
 use crate::helpers::{PASSWORD, TestApp, TestUser, problem, spawn_app, spawn_app_with};

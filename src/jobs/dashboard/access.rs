@@ -1,7 +1,7 @@
 //! Who may use the dashboard, and how a POST proves it came from a page of
 //! ours.
 //!
-//! Two ways in (spec §5.1):
+//! Two ways in (docs/spec.md §5.5):
 //! - **HTTP Basic** with the dashboard credentials (`ADMIN_USERNAME` /
 //!   `ADMIN_PASSWORD`), compared in constant time;
 //! - **staff login** at `/admin/queues/login`: an admin's email and password

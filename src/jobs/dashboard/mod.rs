@@ -1,4 +1,4 @@
-//! `/admin/queues`: the server-rendered queue dashboard (spec §5.1).
+//! `/admin/queues`: the server-rendered queue dashboard (docs/spec.md §5.5).
 //!
 //! The same views and actions as `/api/v1/admin/jobs` ([`super::routes`]),
 //! through [`super::admin`], as HTML pages with plain forms. Access and CSRF
