@@ -8,6 +8,11 @@
 //! - **`payments` never imports `orders`**: the dependency between the two
 //!   points one way (`orders` asks `payments` for provider facts and decides
 //!   what they do to an order).
+//! - **infrastructure names no domain**: `jobs`, `db`, `http` and
+//!   `idempotency` import no domain module, name no domain job kind and
+//!   touch no domain table; the composition root (`startup`, `api`) wires
+//!   the domains into them. The few allowed references are listed in
+//!   `INFRASTRUCTURE_MAY_USE`, each with its reason.
 //!
 //! The scan is deliberately simple (regular expressions over the source
 //! with comments blanked out), so it errs on the side of flagging: a false
@@ -473,4 +478,121 @@ fn the_scanner_blanks_comments_but_keeps_lines() {
     assert!(code.contains("\"UPDATE items\""));
     assert!(!blank(text, true).contains("UPDATE"));
     assert!(blank("fn f<'a>(x: &'a str) -> char { 'x' }", true).contains("'a str"));
+}
+
+/// The infrastructure modules: generic code every domain builds on.
+const INFRASTRUCTURE: &[&str] = &["jobs", "db", "http", "idempotency"];
+
+/// The domain modules.
+const DOMAINS: &[&str] = &[
+    "auth",
+    "users",
+    "catalog",
+    "orders",
+    "payments",
+    "notifications",
+];
+
+/// (file or folder under `src/`, domain path prefix it may name, why).
+const INFRASTRUCTURE_MAY_USE: &[(&str, &str, &str)] = &[
+    (
+        "jobs/registry.rs",
+        "notifications::hub",
+        "the services handed to job handlers appear in the job context's type",
+    ),
+    (
+        "jobs/registry.rs",
+        "payments::gateway",
+        "the services handed to job handlers appear in the job context's type",
+    ),
+    (
+        "jobs/routes.rs",
+        "auth::",
+        "the operator JSON API signs staff in like every route",
+    ),
+    (
+        "jobs/dashboard/",
+        "auth::",
+        "the dashboard signs staff in through auth::sign_in",
+    ),
+    (
+        "jobs/dashboard/",
+        "auth",
+        "the dashboard signs staff in through auth::sign_in",
+    ),
+    (
+        "jobs/dashboard/",
+        "users::role",
+        "only admins may use the dashboard",
+    ),
+];
+
+fn may_use(relative: &str, path: &str) -> bool {
+    INFRASTRUCTURE_MAY_USE
+        .iter()
+        .any(|(place, prefix, _)| relative.starts_with(place) && path.starts_with(prefix))
+}
+
+#[test]
+fn infrastructure_names_no_domain() {
+    let sources = sources();
+    let domain = DOMAINS.join("|");
+    // `crate::orders::…`, `orders::…` in a use tree, or a bare `orders` item
+    // inside `use crate::{…}`.
+    let domain_path = Regex::new(&format!(r"\b(?:{domain})\b(?:\s*::\s*\w+)*")).unwrap();
+    let use_statement = Regex::new(r"(?s)\buse\s[^;]*;").unwrap();
+    let path_use = Regex::new(&format!(r"\b(?:{domain})\s*::[\w:]*")).unwrap();
+    // A job kind is `<domain word>.<name>` in a string: `"order.process"`.
+    let kind = Regex::new(r#""(?:auth|user|item|order|payment|notification)\.[a-z_]+""#).unwrap();
+    let domain_tables: Vec<&str> = OWNERS
+        .iter()
+        .filter(|(_, owner)| !INFRASTRUCTURE.contains(owner))
+        .map(|(table, _)| *table)
+        .collect();
+    let table = Regex::new(&format!(
+        r#"(?i)\b(?:from|join|into|update)\s+"?(?:{})"?\b"#,
+        domain_tables.join("|")
+    ))
+    .unwrap();
+    let mut problems = String::new();
+    for source in sources
+        .iter()
+        .filter(|s| INFRASTRUCTURE.contains(&s.module.as_str()))
+    {
+        let code = &source.code_without_strings;
+        let mut hits = BTreeSet::new();
+        for statement in use_statement.find_iter(code) {
+            for m in domain_path.find_iter(statement.as_str()) {
+                if !may_use(&source.relative, m.as_str()) {
+                    hits.insert(line_of(code, statement.start() + m.start()));
+                }
+            }
+        }
+        for m in path_use.find_iter(code) {
+            let before = &code[..m.start()];
+            let is_inside_path = before.ends_with("::") || before.ends_with('.');
+            if !is_inside_path && !may_use(&source.relative, m.as_str()) {
+                hits.insert(line_of(code, m.start()));
+            }
+        }
+        for m in kind
+            .find_iter(&source.code)
+            .chain(table.find_iter(&source.code))
+        {
+            hits.insert(line_of(&source.code, m.start()));
+        }
+        for line in hits {
+            let text = source.code.lines().nth(line - 1).unwrap_or("").trim();
+            let _ = writeln!(problems, "  src/{}:{line}: {text}", source.relative);
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "\nInfrastructure (`jobs`, `db`, `http`, `idempotency`) must not name a domain:\n\
+         {problems}\n\
+         Fix: let the domain hand its part to the infrastructure from the composition root \
+         (`startup::job_registry`, `startup::job_schedule`, `api::api_router`, db::effects), \
+         or, if the reference is a service the infrastructure is meant to carry, add it to \
+         INFRASTRUCTURE_MAY_USE with the reason.\n"
+    );
 }
