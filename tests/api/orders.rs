@@ -611,4 +611,5 @@ async fn the_public_catalogue_shows_stock_taken_and_given_back_at_once() {
         .staff_action(&shop.admin, &id_of(&order), "cancel", json!({}))
         .await;
     assert_eq!(public_stock().await, 5);
+    shop.app.drain_jobs().await;
 }
