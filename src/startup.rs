@@ -238,7 +238,7 @@ impl Workers {
 /// Every job kind Dispatch runs. The queue (`jobs`) knows none of them: each
 /// domain defines its kinds, and this composition root lists them.
 pub fn job_registry() -> Registry {
-    use crate::{idempotency, notifications, orders, payments};
+    use crate::{idempotency, notifications, orders, payments, users};
     Registry::default()
         // The queue's own.
         .with::<maintenance::Cleanup>()
@@ -251,8 +251,9 @@ pub fn job_registry() -> Registry {
         .with::<orders::cancel_payment::CancelPayment>()
         .with::<orders::refunds::Refund>()
         .with::<orders::reconcile::Reconcile>()
+        // Users.
+        .with::<users::customer_sync::CustomerSync>()
         // Payments.
-        .with::<payments::customer_sync::CustomerSync>()
         .with::<payments::retention::EventsCleanup>()
         // Notifications.
         .with::<notifications::deliver::Deliver>()

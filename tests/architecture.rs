@@ -5,9 +5,9 @@
 //!   (`OWNERS`) inserts, updates or deletes its rows, in raw SQL or through
 //!   SeaORM; every other module calls the owner's queries. Migrations are
 //!   exempt (they create every table).
-//! - **`payments` never imports `orders`**: the dependency between the two
-//!   points one way (`orders` asks `payments` for provider facts and decides
-//!   what they do to an order).
+//! - **`payments` imports no domain**: it is the provider side, and the
+//!   dependencies point one way (`orders` and `users` ask `payments` for
+//!   provider facts and decide what they do to an order or an account).
 //! - **infrastructure names no domain**: `jobs`, `db`, `http` and
 //!   `idempotency` import no domain module, name no domain job kind and
 //!   touch no domain table; the composition root (`startup`, `api`) wires
@@ -436,21 +436,22 @@ fn only_the_owning_module_writes_a_table() {
 }
 
 #[test]
-fn payments_does_not_import_orders() {
+fn payments_imports_no_domain() {
     let sources = sources();
+    let others = "auth|users|catalog|orders|notifications";
     let use_statement = Regex::new(r"(?s)\buse\s[^;]*;").unwrap();
-    let orders_word = Regex::new(r"\borders\b").unwrap();
-    let orders_path = Regex::new(r"\borders\s*::").unwrap();
+    let domain_word = Regex::new(&format!(r"\b(?:{others})\b")).unwrap();
+    let domain_path = Regex::new(&format!(r"\b(?:{others})\s*::")).unwrap();
     let mut problems = String::new();
     for source in sources.iter().filter(|s| s.module == "payments") {
         let code = &source.code_without_strings;
         let mut hits = BTreeSet::new();
         for statement in use_statement.find_iter(code) {
-            for m in orders_word.find_iter(statement.as_str()) {
+            for m in domain_word.find_iter(statement.as_str()) {
                 hits.insert(line_of(code, statement.start() + m.start()));
             }
         }
-        for m in orders_path.find_iter(code) {
+        for m in domain_path.find_iter(code) {
             hits.insert(line_of(code, m.start()));
         }
         for line in hits {
@@ -460,11 +461,12 @@ fn payments_does_not_import_orders() {
     }
     assert!(
         problems.is_empty(),
-        "\n`payments` must not depend on `orders` (the dependency points orders → payments):\n\
+        "\n`payments` is the provider side and must not depend on a domain (orders → payments, \
+         users → payments, never back):\n\
          {problems}\n\
          Fix: keep provider facts in `payments` (gateway, records, webhook verification) and \
          move what they do to an order into `src/orders/` (payment_outcomes.rs, refunds.rs, \
-         reconcile.rs, webhook.rs).\n"
+         reconcile.rs, webhook.rs), or to an account into `src/users/` (customer_sync.rs).\n"
     );
 }
 

@@ -1,13 +1,13 @@
 //! Payments, the provider side: the gateway (Stripe or simulated), the
 //! payment and refund records with their queries, the webhook's signature
-//! check and parsing, and the customer sync job.
+//! check and parsing.
 //!
-//! This module knows nothing of orders' rules and imports nothing from
-//! `orders`: what a provider fact does to an order (intent outcomes,
-//! cancel-payment, refunds, reconciliation, the webhook's order part) is
-//! decided in `orders`, which asks this module for the facts.
+//! This module knows no domain's rules and imports no domain module. The
+//! account's customer sync lives in `users`; what a provider fact does to an
+//! order (intent outcomes, cancel-payment, refunds, reconciliation, the
+//! webhook's order part) is decided in `orders`, which asks this module for
+//! the facts.
 
-pub mod customer_sync;
 pub mod gateway;
 pub mod model;
 pub mod queries;

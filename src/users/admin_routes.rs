@@ -31,8 +31,8 @@ use crate::{
     },
     idempotency::IdempotencyKey,
     jobs::{self, NewJob},
-    payments::customer_sync::{CustomerSync, SyncAction},
     state::AppState,
+    users::customer_sync::{CustomerSync, SyncAction},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

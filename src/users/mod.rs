@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod admin_routes;
+pub mod customer_sync;
 pub mod email;
 pub mod language;
 pub mod queries;

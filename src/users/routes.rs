@@ -24,9 +24,9 @@ use crate::{
     },
     idempotency::{self, Claimed, IdempotencyKey},
     jobs::{self, NewJob},
-    payments::customer_sync::{CustomerSync, SyncAction},
     rate_limit::{Limit, check_ip_and_account},
     state::AppState,
+    users::customer_sync::{CustomerSync, SyncAction},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -2,6 +2,11 @@
 //! with the account (created at registration, updated when the name or email
 //! changes, deleted with the account).
 //!
+//! It lives in `users` (not `payments`) because it is the account's side of
+//! the provider: it reads the user, asks the gateway, and writes the user's
+//! `stripe_customer_id`; `payments` stays the provider side only and never
+//! imports a domain that imports it.
+//!
 //! Idempotent: creation uses the provider idempotency key
 //! `customer-create-<user id>` and stores the id with a conditional write, so
 //! a retried or duplicated job never makes a second customer.
@@ -10,10 +15,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::gateway::{CustomerDetails, GatewayError};
+use super::{queries as users, user};
 use crate::{
     jobs::{Job, JobContext, JobError, JobOptions, Queue},
-    users::{queries as users, user},
+    payments::gateway::{CustomerDetails, GatewayError},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
