@@ -34,6 +34,14 @@ pub struct SessionState {
     pub live: bool,
 }
 
+impl SessionState {
+    /// A live session of an admin or superadmin: who may use the operator
+    /// surfaces (the job queue's API and dashboard).
+    pub fn is_live_admin(&self) -> bool {
+        self.live && self.role.is_admin()
+    }
+}
+
 #[derive(Clone)]
 pub struct SessionGate {
     cache: SharedCache,

@@ -33,7 +33,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::pages;
-use crate::{state::AppState, users::role::Role};
+use crate::state::AppState;
 
 /// The cookie holding a staff member's access token.
 pub const COOKIE: &str = "dispatch_dashboard";
@@ -208,7 +208,7 @@ async fn staff(token: &str, state: &AppState) -> Result<Operator, Denied> {
             tracing::error!(error = %e, "dashboard: loading the session failed");
             Denied::Unavailable
         })?
-        .filter(|s| s.live && s.user_id == claims.sub && Role::is_admin(s.role))
+        .filter(|s| s.is_live_admin() && s.user_id == claims.sub)
         .ok_or(Denied::Refused)?;
     Ok(Operator::Staff {
         user_id: session.user_id,
