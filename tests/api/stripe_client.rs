@@ -13,6 +13,7 @@ use dispatch::{
         JobError,
         model::job::{self, Entity as Jobs, JobState},
     },
+    money::{Currency, Money},
     payments::{
         gateway::{
             CustomerDetails, GatewayError, IntentRequest, IntentStatus, PaymentGateway,
@@ -141,8 +142,7 @@ fn card_declined() -> ResponseTemplate {
 fn intent_request(customer: Option<&str>) -> IntentRequest {
     IntentRequest {
         order_id: Uuid::new_v4(),
-        amount: 2_500,
-        currency: "usd".into(),
+        amount: Money::new(2_500, Currency::parse("usd").unwrap()),
         customer_id: customer.map(str::to_owned),
     }
 }
