@@ -83,7 +83,9 @@ pub struct PaymentIntent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     pub payment_intent_id: String,
-    pub amount: i64,
+    /// The payment's whole amount (Stripe takes only its minor units: the
+    /// currency is the PaymentIntent's).
+    pub amount: Money,
     pub order_id: Uuid,
 }
 

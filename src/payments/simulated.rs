@@ -358,7 +358,7 @@ impl PaymentGateway for SimulatedGateway {
             let object = json!({
                 "id": refund.id,
                 "object": "refund",
-                "amount": request.amount,
+                "amount": request.amount.minor,
                 "payment_intent": request.payment_intent_id,
                 "status": refund.status.as_str(),
                 "metadata": { "order_id": request.order_id.to_string() },

@@ -257,7 +257,7 @@ impl PaymentGateway for StripeGateway {
     ) -> Result<ProviderRefund, GatewayError> {
         let form = [
             ("payment_intent", request.payment_intent_id.clone()),
-            ("amount", request.amount.to_string()),
+            ("amount", request.amount.minor.to_string()),
             ("metadata[order_id]", request.order_id.to_string()),
         ];
         let body = self
