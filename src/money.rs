@@ -52,9 +52,11 @@ impl fmt::Display for Currency {
     }
 }
 
+/// Debug-printed as the string it replaced (`"usd"`), so the configuration
+/// logged at start-up reads as before.
 impl fmt::Debug for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Currency({})", self.as_str())
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -128,6 +130,7 @@ mod tests {
         assert_eq!(Currency::parse("uSd").unwrap().as_str(), "usd");
         assert_eq!(usd().code(), "USD");
         assert_eq!(usd().to_string(), "usd");
+        assert_eq!(format!("{:?}", usd()), r#""usd""#);
         for bad in ["", "us", "usdd", "us1", "u d", "üsd", "€"] {
             assert_eq!(
                 Currency::parse(bad),
