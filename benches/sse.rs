@@ -573,6 +573,7 @@ async fn measure(setup: &Setup, http: &Client, base: &str, api_pid: u32) -> anyh
     let fds_open = open_files(api_pid);
 
     // Notifications, one at a time.
+    let usd = dispatch::money::Currency::parse("usd")?;
     let mut fanouts = Vec::new();
     let mut ids = Vec::new();
     for round in 0..settings.notifications {
@@ -581,8 +582,7 @@ async fn measure(setup: &Setup, http: &Client, base: &str, api_pid: u32) -> anyh
             event: NotificationEvent::OrderShipped(OrderSummary {
                 order_id: Uuid::new_v4(),
                 status: "SHIPPED".to_owned(),
-                total: 1_000,
-                currency: "usd".to_owned(),
+                total: dispatch::money::Money::new(1_000, usd),
             }),
         };
         let txn = db.begin_write().await?;

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     catalog::{self, queries::NewItem},
+    money::Money,
     state::AppState,
     users::{
         email::Email,
@@ -68,8 +69,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             NewItem {
                 name: name.to_owned(),
                 description: description.to_owned(),
-                price,
-                currency: state.config.shop_currency.clone(),
+                price: Money::new(price, state.config.shop_currency),
                 stock,
                 price_payment_id: None,
             },

@@ -43,6 +43,8 @@ pub mod jobs;
 pub mod kv;
 /// Locks that save duplicate work (Redis or in-process); never needed for correctness.
 pub mod locks;
+/// Money: minor units with a validated currency, and checked arithmetic.
+pub mod money;
 /// Notifications recorded for users: the feed, read marks and the live stream (SSE).
 pub mod notifications;
 /// Orders: placement, reading, staff actions and the life cycle.

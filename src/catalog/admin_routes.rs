@@ -21,6 +21,7 @@ use crate::{
         pagination::{Page, PageRequest},
     },
     idempotency::{self, Claimed, IdempotencyKey},
+    money::{Currency, Money},
     state::AppState,
     users::{role::Role, views::present},
 };
@@ -87,11 +88,9 @@ async fn list_items(
 }
 
 fn currency_code(code: &str) -> Result<(), ValidationError> {
-    if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()) {
-        Ok(())
-    } else {
-        Err(ValidationError::new("currency"))
-    }
+    Currency::parse(code)
+        .map(drop)
+        .map_err(|_| ValidationError::new("currency"))
 }
 
 /// An item name: 1 to 200 characters once trimmed, as it is stored.
@@ -145,15 +144,17 @@ async fn create_item(
     }: ValidJson<CreateItemRequest>,
 ) -> Result<Response, ApiError> {
     actor.require(Role::is_admin)?;
+    let shop_currency = state.config.shop_currency;
+    // The validator has checked the code's shape; an unreadable one is
+    // refused like another currency.
     let currency = body
         .currency
-        .map(|c| c.to_ascii_lowercase())
-        .unwrap_or_else(|| state.config.shop_currency.clone());
-    if currency != state.config.shop_currency {
+        .as_deref()
+        .map_or(Ok(shop_currency), Currency::parse);
+    if currency != Ok(shop_currency) {
         return Err(ApiError::validation(Default::default()).with_field(
             "currency",
-            FieldIssue::new("shop_currency")
-                .with("currency", state.config.shop_currency.to_uppercase()),
+            FieldIssue::new("shop_currency").with("currency", shop_currency.code()),
         ));
     }
     let claim = match idempotency::claim(
@@ -174,8 +175,7 @@ async fn create_item(
         NewItem {
             name: body.name.trim().to_owned(),
             description: body.description,
-            price: body.price.min(MAX_PRICE),
-            currency,
+            price: Money::new(body.price.min(MAX_PRICE), shop_currency),
             stock: body.stock.min(MAX_STOCK),
             price_payment_id: body.price_payment_id,
         },

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::item::{self, Entity as Items};
 use crate::{
     db::{WriteTxn, contains_folded},
+    money::Money,
     pagination::{Cursor, Page, PageRequest},
 };
 
@@ -87,8 +88,7 @@ where
 pub struct NewItem {
     pub name: String,
     pub description: String,
-    pub price: i64,
-    pub currency: String,
+    pub price: Money,
     pub stock: i64,
     pub price_payment_id: Option<String>,
 }
@@ -100,8 +100,8 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewItem) -> Result<item::
         name_search: Set(crate::db::fold_for_search(&new.name)),
         name: Set(new.name),
         description: Set(new.description),
-        price: Set(new.price),
-        currency: Set(new.currency),
+        price: Set(new.price.minor),
+        currency: Set(new.price.currency.into()),
         stock: Set(new.stock),
         price_payment_id: Set(new.price_payment_id),
         created_at: Set(now),

@@ -94,7 +94,7 @@ pub struct Config {
     pub stripe_api_base: String,
     pub stripe_webhook_secrets: Vec<SecretString>,
     /// ISO 4217 code, lower-case as Stripe writes it.
-    pub shop_currency: String,
+    pub shop_currency: crate::money::Currency,
     pub order_payment_timeout: Duration,
     /// A checkout whose payment was never created (its process died and the
     /// client never retried) is undone this long after it started.

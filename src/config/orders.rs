@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::money::Currency;
+
 use super::settings::{DefaultValue::Text, Reader, Setting};
 
 const SHOP_CURRENCY: Setting = Setting {
@@ -39,7 +41,7 @@ pub(super) const SETTINGS: &[&Setting] = &[
 ];
 
 pub(super) struct Orders {
-    pub shop_currency: String,
+    pub shop_currency: Currency,
     pub order_payment_timeout: Duration,
     pub order_recovery_after: Duration,
     pub payment_reconcile_after: Duration,
@@ -48,11 +50,7 @@ pub(super) struct Orders {
 
 pub(super) fn read(r: &mut Reader) -> Option<Orders> {
     let shop_currency = r.parse(&SHOP_CURRENCY, |v| {
-        if v.len() == 3 && v.chars().all(|c| c.is_ascii_alphabetic()) {
-            Ok(v.to_ascii_lowercase())
-        } else {
-            Err(format!("expected a three-letter ISO 4217 code, got {v:?}"))
-        }
+        Currency::parse(v).map_err(|e| e.to_string())
     });
     let order_payment_timeout = r.duration(&ORDER_PAYMENT_TIMEOUT);
     let order_recovery_after = r.duration(&ORDER_RECOVERY_AFTER);

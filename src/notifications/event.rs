@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::money::{Currency, Money};
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", content = "data")]
 pub enum NotificationEvent {
@@ -50,16 +52,49 @@ pub struct SignIn {
 }
 
 /// An order as its notifications describe it, after the change.
+///
+/// Stored with the total's minor units and currency as two fields (`total`,
+/// `currency`), as it always was: see [`StoredOrderSummary`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(into = "StoredOrderSummary", from = "StoredOrderSummary")]
 pub struct OrderSummary {
     pub order_id: Uuid,
     /// The status's wire name (`PAID`, …): notifications know order
     /// statuses only by name, so they need not depend on `orders`.
     pub status: String,
-    /// Minor units of `currency`.
-    pub total: i64,
-    pub currency: String,
+    pub total: Money,
+}
+
+/// [`OrderSummary`]'s JSON: the feed API returns it as is, and queued jobs
+/// and stored rows hold it, so its fields never change.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredOrderSummary {
+    order_id: Uuid,
+    status: String,
+    total: i64,
+    currency: Currency,
+}
+
+impl From<OrderSummary> for StoredOrderSummary {
+    fn from(summary: OrderSummary) -> Self {
+        Self {
+            order_id: summary.order_id,
+            status: summary.status,
+            total: summary.total.minor,
+            currency: summary.total.currency,
+        }
+    }
+}
+
+impl From<StoredOrderSummary> for OrderSummary {
+    fn from(stored: StoredOrderSummary) -> Self {
+        Self {
+            order_id: stored.order_id,
+            status: stored.status,
+            total: Money::new(stored.total, stored.currency),
+        }
+    }
 }
 
 impl NotificationEvent {
@@ -96,8 +131,7 @@ mod tests {
         OrderSummary {
             order_id: Uuid::from_u128(7),
             status: status.to_owned(),
-            total: 1_250,
-            currency: "usd".to_owned(),
+            total: Money::new(1_250, Currency::parse("usd").unwrap()),
         }
     }
 

@@ -9,7 +9,10 @@
 //! we need only the separators of two languages and a symbol table.
 
 use super::event::{NotificationEvent, OrderSummary, SignIn};
-use crate::i18n::{self, Lang};
+use crate::{
+    i18n::{self, Lang},
+    money::Money,
+};
 
 /// Title and message of `event`, in `lang`.
 pub fn render(event: &NotificationEvent, lang: Lang) -> (String, String) {
@@ -55,7 +58,7 @@ pub fn generic(event: &str, lang: Lang) -> (String, String) {
 fn order_params(order: &OrderSummary, lang: Lang) -> Vec<(&'static str, String)> {
     vec![
         ("order", order.order_id.to_string()),
-        ("total", format_money(order.total, &order.currency, lang)),
+        ("total", format_money(order.total, lang)),
         ("status", status_name(&order.status, lang)),
     ]
 }
@@ -101,10 +104,11 @@ fn symbol(currency: &str) -> Option<&'static str> {
     })
 }
 
-/// `minor` units of `currency` as `lang` writes money.
-pub fn format_money(minor: i64, currency: &str, lang: Lang) -> String {
-    let currency = currency.to_ascii_lowercase();
-    let exponent = exponent(&currency);
+/// `money` as `lang` writes it.
+pub fn format_money(money: Money, lang: Lang) -> String {
+    let currency = money.currency.as_str();
+    let minor = money.minor;
+    let exponent = exponent(currency);
     let scale = 10_i64.pow(exponent);
     let negative = minor < 0;
     let minor = minor.unsigned_abs();
@@ -127,16 +131,17 @@ pub fn format_money(minor: i64, currency: &str, lang: Lang) -> String {
         grouped.push_str(&format!("{cents:0width$}", width = exponent as usize));
     }
     let sign = if negative { "-" } else { "" };
-    match (symbol(&currency), lang) {
+    match (symbol(currency), lang) {
         (Some(symbol), Lang::En) => format!("{sign}{symbol}{grouped}"),
         (Some(symbol), Lang::PtBr) => format!("{sign}{symbol} {grouped}"),
-        (None, _) => format!("{sign}{} {grouped}", currency.to_ascii_uppercase()),
+        (None, _) => format!("{sign}{} {grouped}", money.currency.code()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::money::Currency;
 
     #[test]
     fn a_sign_in_without_device_or_address_says_so() {
@@ -150,15 +155,28 @@ mod tests {
         assert!(message.contains("an unknown device"), "{message}");
     }
 
+    fn money(minor: i64, currency: &str) -> Money {
+        Money::new(minor, Currency::parse(currency).unwrap())
+    }
+
     #[test]
     fn money_is_written_as_each_language_writes_it() {
-        assert_eq!(format_money(123_450, "usd", Lang::En), "$1,234.50");
-        assert_eq!(format_money(123_450, "brl", Lang::PtBr), "R$ 1.234,50");
-        assert_eq!(format_money(123_450, "usd", Lang::PtBr), "$ 1.234,50");
-        assert_eq!(format_money(5, "usd", Lang::En), "$0.05");
-        assert_eq!(format_money(100_000_000, "eur", Lang::En), "€1,000,000.00");
-        assert_eq!(format_money(1_500, "jpy", Lang::En), "¥1,500");
-        assert_eq!(format_money(1_234, "chf", Lang::En), "CHF 12.34");
-        assert_eq!(format_money(-250, "usd", Lang::En), "-$2.50");
+        assert_eq!(format_money(money(123_450, "usd"), Lang::En), "$1,234.50");
+        assert_eq!(
+            format_money(money(123_450, "brl"), Lang::PtBr),
+            "R$ 1.234,50"
+        );
+        assert_eq!(
+            format_money(money(123_450, "usd"), Lang::PtBr),
+            "$ 1.234,50"
+        );
+        assert_eq!(format_money(money(5, "usd"), Lang::En), "$0.05");
+        assert_eq!(
+            format_money(money(100_000_000, "eur"), Lang::En),
+            "€1,000,000.00"
+        );
+        assert_eq!(format_money(money(1_500, "jpy"), Lang::En), "¥1,500");
+        assert_eq!(format_money(money(1_234, "chf"), Lang::En), "CHF 12.34");
+        assert_eq!(format_money(money(-250, "usd"), Lang::En), "-$2.50");
     }
 }

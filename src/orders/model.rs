@@ -33,6 +33,16 @@ pub mod order {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl Model {
+        /// `total` with its `currency`; an error only for a row whose
+        /// currency column does not hold a code.
+        pub fn total_money(&self) -> Result<crate::money::Money, DbErr> {
+            let currency = crate::money::Currency::parse(&self.currency)
+                .map_err(|e| DbErr::Type(e.to_string()))?;
+            Ok(crate::money::Money::new(self.total, currency))
+        }
+    }
 }
 
 pub mod order_line {

@@ -39,6 +39,7 @@ use crate::{
     http::error::{ApiError, FieldIssue, FieldIssues},
     idempotency::{self, Claim, Claimed, IdempotencyKey},
     jobs::{self, NewJob},
+    money::Money,
     notifications::event::NotificationEvent,
     payments::{
         gateway::{GatewayError, IntentRequest},
@@ -186,8 +187,7 @@ pub async fn place_order(
     if needs_intent {
         let request = IntentRequest {
             order_id,
-            amount: record.order.total,
-            currency: record.order.currency.clone(),
+            amount: record.order.total_money()?,
             customer_id,
         };
         let key = format!("pi-create-{order_id}");
@@ -283,13 +283,16 @@ async fn reserve(
     let mut wanted: Vec<(usize, &OrderLineRequest)> = request.items.iter().enumerate().collect();
     wanted.sort_by_key(|(_, line)| line.item_id);
     let mut lines = Vec::with_capacity(wanted.len());
-    let mut total: i64 = 0;
+    let currency = state.config.shop_currency;
+    let mut total = Money::zero(currency);
     for (index, line) in wanted {
         let Some(item) = catalog::take_stock(&txn, line.item_id, line.quantity).await? else {
             return Err(shortfall(&*txn, index, line.item_id).await?.into());
         };
-        let line_total = item
-            .price
+        // Prices are in the shop currency (the admin API refuses any other),
+        // so an order is charged in it, as it always was.
+        let unit_price = Money::new(item.price, currency);
+        let line_total = unit_price
             .checked_mul(line.quantity)
             .ok_or(CheckoutError::TotalTooLarge)?;
         total = total
@@ -298,7 +301,7 @@ async fn reserve(
         lines.push(NewLine {
             item_id: item.id,
             item_name: item.name,
-            unit_price: item.price,
+            unit_price,
             quantity: line.quantity,
             line_total,
         });
@@ -306,23 +309,19 @@ async fn reserve(
     let order_id = crate::db::new_id();
     let timeout = crate::duration::to_delta(state.config.order_payment_timeout);
     let expires_at = txn.now() + timeout;
-    let currency = state.config.shop_currency.clone();
     let mut record = queries::insert(
         &*txn,
         NewOrder {
             id: order_id,
             user_id,
-            currency: currency.clone(),
             total,
             expires_at,
             lines,
         },
     )
     .await?;
-    record.payment = Some(
-        payments::insert_payment(&*txn, order_id, state.gateway.provider(), total, &currency)
-            .await?,
-    );
+    record.payment =
+        Some(payments::insert_payment(&*txn, order_id, state.gateway.provider(), total).await?);
     record_timeline_step(
         &*txn,
         order_id,

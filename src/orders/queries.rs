@@ -19,6 +19,7 @@ use super::{
 use crate::{
     catalog::queries as catalog,
     db::WriteTxn,
+    money::Money,
     pagination::{Cursor, Page, PageRequest},
     payments::model::{payment, refund},
     users::role::Role,
@@ -174,8 +175,8 @@ pub async fn records<C: ConnectionTrait>(
 pub struct NewOrder {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub currency: String,
-    pub total: i64,
+    /// The sum of the line totals, in the order's currency.
+    pub total: Money,
     pub expires_at: DateTime<Utc>,
     pub lines: Vec<NewLine>,
 }
@@ -183,9 +184,9 @@ pub struct NewOrder {
 pub struct NewLine {
     pub item_id: Uuid,
     pub item_name: String,
-    pub unit_price: i64,
+    pub unit_price: Money,
     pub quantity: i64,
-    pub line_total: i64,
+    pub line_total: Money,
 }
 
 /// Writes a new order and its lines; returns them as written (lines in item
@@ -196,8 +197,8 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewOrder) -> Result<Order
         id: new.id,
         user_id: new.user_id,
         status: OrderStatus::Pending,
-        currency: new.currency,
-        total: new.total,
+        currency: new.total.currency.into(),
+        total: new.total.minor,
         tracking_number: None,
         carrier: None,
         shipped_at: None,
@@ -220,9 +221,9 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewOrder) -> Result<Order
             order_id: new.id,
             item_id: line.item_id,
             item_name: line.item_name,
-            unit_price: line.unit_price,
+            unit_price: line.unit_price.minor,
             quantity: line.quantity,
-            line_total: line.line_total,
+            line_total: line.line_total.minor,
         })
         .collect();
     lines.sort_by_key(|line| line.item_id);

@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::money::Money;
+
 /// What we tell the provider about a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerDetails {
@@ -19,10 +21,8 @@ pub struct CustomerDetails {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntentRequest {
     pub order_id: Uuid,
-    /// Minor units.
-    pub amount: i64,
-    /// Lower-case ISO 4217.
-    pub currency: String,
+    /// The order's total (Stripe takes the currency in lower case).
+    pub amount: Money,
     /// The user's provider customer, when customer sync has made one.
     pub customer_id: Option<String>,
 }
@@ -83,7 +83,9 @@ pub struct PaymentIntent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     pub payment_intent_id: String,
-    pub amount: i64,
+    /// The payment's whole amount (Stripe takes only its minor units: the
+    /// currency is the PaymentIntent's).
+    pub amount: Money,
     pub order_id: Uuid,
 }
 

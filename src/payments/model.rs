@@ -138,6 +138,16 @@ pub mod refund {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl Model {
+        /// `amount` with its `currency`; an error only for a row whose
+        /// currency column does not hold a code.
+        pub fn amount_money(&self) -> Result<crate::money::Money, DbErr> {
+            let currency = crate::money::Currency::parse(&self.currency)
+                .map_err(|e| DbErr::Type(e.to_string()))?;
+            Ok(crate::money::Money::new(self.amount, currency))
+        }
+    }
 }
 
 pub mod payment_event {

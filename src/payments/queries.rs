@@ -17,6 +17,7 @@ use super::{
         refund::{self, Entity as Refunds, RefundStatus},
     },
 };
+use crate::money::Money;
 
 pub async fn payment_of_order<C: ConnectionTrait>(
     conn: &C,
@@ -63,8 +64,7 @@ pub async fn insert_payment<C: ConnectionTrait>(
     conn: &C,
     order_id: Uuid,
     provider: &str,
-    amount: i64,
-    currency: &str,
+    amount: Money,
 ) -> Result<payment::Model, DbErr> {
     let now = crate::db::now();
     let payment = payment::Model {
@@ -73,8 +73,8 @@ pub async fn insert_payment<C: ConnectionTrait>(
         provider: provider.to_owned(),
         provider_payment_id: None,
         client_secret: None,
-        amount,
-        currency: currency.to_owned(),
+        amount: amount.minor,
+        currency: amount.currency.into(),
         status: PaymentStatus::Creating,
         created_at: now,
         updated_at: now,

@@ -253,7 +253,7 @@ impl PaymentGateway for SimulatedGateway {
         request: &IntentRequest,
         idempotency_key: &str,
     ) -> Result<PaymentIntent, GatewayError> {
-        if request.amount <= 0 {
+        if request.amount.minor <= 0 {
             return Err(GatewayError::Refused(
                 "amount must be at least 1 (amount_too_small)".into(),
             ));
@@ -266,8 +266,8 @@ impl PaymentGateway for SimulatedGateway {
                 id: id.clone(),
                 client_secret: Some(format!("{id}_secret_{}", crate::db::new_id().simple())),
                 status: IntentStatus::RequiresPayment,
-                amount: request.amount,
-                currency: request.currency.clone(),
+                amount: request.amount.minor,
+                currency: request.amount.currency.into(),
             };
             self.intents.insert(
                 id.clone(),
@@ -358,7 +358,7 @@ impl PaymentGateway for SimulatedGateway {
             let object = json!({
                 "id": refund.id,
                 "object": "refund",
-                "amount": request.amount,
+                "amount": request.amount.minor,
                 "payment_intent": request.payment_intent_id,
                 "status": refund.status.as_str(),
                 "metadata": { "order_id": request.order_id.to_string() },

@@ -208,8 +208,8 @@ impl PaymentGateway for StripeGateway {
         idempotency_key: &str,
     ) -> Result<PaymentIntent, GatewayError> {
         let mut form = vec![
-            ("amount", request.amount.to_string()),
-            ("currency", request.currency.clone()),
+            ("amount", request.amount.minor.to_string()),
+            ("currency", request.amount.currency.as_str().to_owned()),
             ("metadata[order_id]", request.order_id.to_string()),
             ("automatic_payment_methods[enabled]", "true".to_owned()),
         ];
@@ -257,7 +257,7 @@ impl PaymentGateway for StripeGateway {
     ) -> Result<ProviderRefund, GatewayError> {
         let form = [
             ("payment_intent", request.payment_intent_id.clone()),
-            ("amount", request.amount.to_string()),
+            ("amount", request.amount.minor.to_string()),
             ("metadata[order_id]", request.order_id.to_string()),
         ];
         let body = self

@@ -436,8 +436,10 @@ impl Matrix {
                 dispatch::notifications::event::OrderSummary {
                     order_id: Uuid::new_v4(),
                     status: "SHIPPED".to_owned(),
-                    total: 1_000,
-                    currency: "usd".to_owned(),
+                    total: dispatch::money::Money::new(
+                        1_000,
+                        dispatch::money::Currency::parse("usd").unwrap(),
+                    ),
                 },
             ),
         }

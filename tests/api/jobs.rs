@@ -748,8 +748,10 @@ async fn notifications_claimed_together_are_recorded_once_each_by_one_batch() {
                 dispatch::notifications::event::OrderSummary {
                     order_id: Uuid::from_u128(n),
                     status: "PENDING".to_owned(),
-                    total: 1_000,
-                    currency: "usd".to_owned(),
+                    total: dispatch::money::Money::new(
+                        1_000,
+                        dispatch::money::Currency::parse("usd").unwrap(),
+                    ),
                 },
             ),
         })

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dispatch::{
     jobs::{self, Job, NewJob, registry::JobServices},
+    money::{Currency, Money},
     notifications::{
         deliver::Deliver,
         event::{NotificationEvent, OrderSummary},
@@ -55,12 +56,15 @@ async fn count_of(app: &TestApp, user: Uuid, event: &str) -> u64 {
 }
 
 /// An order event's summary for tests that only need some order.
+fn usd(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("usd").unwrap())
+}
+
 fn summary(order_id: Uuid, status: &str) -> OrderSummary {
     OrderSummary {
         order_id,
         status: status.to_owned(),
-        total: 1_000,
-        currency: "usd".to_owned(),
+        total: usd(1_000),
     }
 }
 
@@ -275,7 +279,7 @@ async fn unread_counts_and_has_new_follow_reads() {
         &app,
         user.id,
         NotificationEvent::OrderPaid(OrderSummary {
-            total: 100,
+            total: usd(100),
             ..summary(Uuid::new_v4(), "PAID")
         }),
     )
@@ -618,7 +622,7 @@ async fn a_reconnecting_stream_gets_what_it_missed_and_nothing_twice() {
         &app,
         user.id,
         NotificationEvent::OrderPaid(OrderSummary {
-            total: 100,
+            total: usd(100),
             ..summary(Uuid::new_v4(), "PAID")
         }),
     )

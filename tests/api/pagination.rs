@@ -10,6 +10,7 @@ use dispatch::{
         item,
         queries::{self, NewItem},
     },
+    money::{Currency, Money},
     users::role::Role,
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
@@ -21,8 +22,7 @@ fn new_item(name: String) -> NewItem {
     NewItem {
         name,
         description: String::new(),
-        price: 100,
-        currency: "usd".into(),
+        price: Money::new(100, Currency::parse("usd").unwrap()),
         stock: 1,
         price_payment_id: None,
     }

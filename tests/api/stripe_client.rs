@@ -13,6 +13,7 @@ use dispatch::{
         JobError,
         model::job::{self, Entity as Jobs, JobState},
     },
+    money::{Currency, Money},
     payments::{
         gateway::{
             CustomerDetails, GatewayError, IntentRequest, IntentStatus, PaymentGateway,
@@ -141,8 +142,7 @@ fn card_declined() -> ResponseTemplate {
 fn intent_request(customer: Option<&str>) -> IntentRequest {
     IntentRequest {
         order_id: Uuid::new_v4(),
-        amount: 2_500,
-        currency: "usd".into(),
+        amount: Money::new(2_500, Currency::parse("usd").unwrap()),
         customer_id: customer.map(str::to_owned),
     }
 }
@@ -324,7 +324,7 @@ async fn creating_a_refund_posts_the_intent_amount_and_order_with_the_idempotenc
 
     let request = RefundRequest {
         payment_intent_id: "pi_123".into(),
-        amount: 2_500,
+        amount: Money::new(2_500, Currency::parse("usd").unwrap()),
         order_id: Uuid::new_v4(),
     };
     let refund = gateway(&server)
@@ -515,7 +515,7 @@ async fn an_invalid_request_is_refused_permanent_and_made_once() {
 
     let request = RefundRequest {
         payment_intent_id: "pi_123".into(),
-        amount: 2_500,
+        amount: Money::new(2_500, Currency::parse("usd").unwrap()),
         order_id: Uuid::new_v4(),
     };
     let err = gateway(&server)
@@ -637,7 +637,7 @@ async fn a_rate_limit_is_retried() {
 
     let request = RefundRequest {
         payment_intent_id: "pi_123".into(),
-        amount: 2_500,
+        amount: Money::new(2_500, Currency::parse("usd").unwrap()),
         order_id: Uuid::new_v4(),
     };
     let refund = gateway(&server)
