@@ -216,12 +216,7 @@ async fn update_user(
     if let Some(Some(address)) = &body.address {
         validate_nested("address", address)?;
     }
-    let email = body
-        .email
-        .as_deref()
-        .map(Email::parse)
-        .transpose()
-        .map_err(UserError::from)?;
+    let email = Email::parse_optional(body.email.as_deref()).map_err(UserError::from)?;
     if body.role.is_some_and(|role| !actor.role.may_grant(role)) {
         return Err(UserError::RoleNotAllowed.into());
     }

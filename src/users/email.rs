@@ -63,6 +63,12 @@ impl Email {
         Ok(Self(text.to_lowercase()))
     }
 
+    /// [`Email::parse`] of an optional field (an account change that may or
+    /// may not touch the address).
+    pub fn parse_optional(text: Option<&str>) -> Result<Option<Self>, EmailError> {
+        text.map(Self::parse).transpose()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -210,12 +210,7 @@ async fn update_me(
     if let Some(Some(address)) = &body.address {
         validate_nested("address", address)?;
     }
-    let email = body
-        .email
-        .as_deref()
-        .map(Email::parse)
-        .transpose()
-        .map_err(UserError::from)?;
+    let email = Email::parse_optional(body.email.as_deref()).map_err(UserError::from)?;
     let current = queries::find_live(state.db.conn(), user.id)
         .await?
         .ok_or(UserError::NotFound)?;
