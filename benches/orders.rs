@@ -322,7 +322,7 @@ async fn setup(app: &App, settings: &Settings) -> anyhow::Result<Vec<Shopper>> {
             name: Set(name),
             description: Set("An item of the checkout benchmark".into()),
             price: Set(rng.random_range(100..10_000)),
-            currency: Set("usd".into()),
+            currency: Set(dispatch::money::Currency::parse("usd")?),
             stock: Set(1_000_000_000_000),
             price_payment_id: Set(None),
             created_at: Set(now),

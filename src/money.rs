@@ -82,6 +82,51 @@ impl From<Currency> for String {
     }
 }
 
+/// Stored as its lower-case code in the TEXT `currency` columns, so entity
+/// models carry a `Currency`; a stored code that does not parse is a
+/// `DbErr` when the row is read, never a panic.
+impl From<Currency> for sea_orm::Value {
+    fn from(currency: Currency) -> Self {
+        sea_orm::Value::from(currency.as_str().to_owned())
+    }
+}
+
+impl sea_orm::TryGetable for Currency {
+    fn try_get_by<I: sea_orm::ColIdx>(
+        res: &sea_orm::QueryResult,
+        index: I,
+    ) -> Result<Self, sea_orm::TryGetError> {
+        let code = String::try_get_by(res, index)?;
+        Self::parse(&code)
+            .map_err(|err| sea_orm::TryGetError::DbErr(sea_orm::DbErr::Type(err.to_string())))
+    }
+}
+
+impl sea_orm::sea_query::ValueType for Currency {
+    fn try_from(value: sea_orm::Value) -> Result<Self, sea_orm::sea_query::ValueTypeErr> {
+        let code = <String as sea_orm::sea_query::ValueType>::try_from(value)?;
+        Self::parse(&code).map_err(|_| sea_orm::sea_query::ValueTypeErr)
+    }
+
+    fn type_name() -> String {
+        "Currency".to_owned()
+    }
+
+    fn array_type() -> sea_orm::sea_query::ArrayType {
+        sea_orm::sea_query::ArrayType::String
+    }
+
+    fn column_type() -> sea_orm::ColumnType {
+        sea_orm::ColumnType::String(sea_orm::sea_query::StringLen::None)
+    }
+}
+
+impl sea_orm::sea_query::Nullable for Currency {
+    fn null() -> sea_orm::Value {
+        <String as sea_orm::sea_query::Nullable>::null()
+    }
+}
+
 /// An amount: minor units (cents) of a currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {

@@ -14,7 +14,7 @@ pub struct Model {
     pub description: String,
     /// Minor units of `currency`.
     pub price: i64,
-    pub currency: String,
+    pub currency: crate::money::Currency,
     pub stock: i64,
     /// Stripe price id; staff only.
     pub price_payment_id: Option<String>,

@@ -101,7 +101,7 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewItem) -> Result<item::
         name: Set(new.name),
         description: Set(new.description),
         price: Set(new.price.minor),
-        currency: Set(new.price.currency.into()),
+        currency: Set(new.price.currency),
         stock: Set(new.stock),
         price_payment_id: Set(new.price_payment_id),
         created_at: Set(now),

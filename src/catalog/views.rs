@@ -42,7 +42,7 @@ impl From<item::Model> for ItemView {
             name: item.name,
             description: item.description,
             price: item.price,
-            currency: item.currency,
+            currency: item.currency.to_string(),
             stock: item.stock,
             created_at: item.created_at,
             updated_at: item.updated_at,

@@ -13,7 +13,7 @@ pub mod order {
         pub user_id: Uuid,
         /// Written only by `orders::transition` (and at creation).
         pub status: OrderStatus,
-        pub currency: String,
+        pub currency: crate::money::Currency,
         /// Minor units: the sum of the line totals, computed by the server.
         pub total: i64,
         pub tracking_number: Option<String>,
@@ -35,12 +35,9 @@ pub mod order {
     impl ActiveModelBehavior for ActiveModel {}
 
     impl Model {
-        /// `total` with its `currency`; an error only for a row whose
-        /// currency column does not hold a code.
-        pub fn total_money(&self) -> Result<crate::money::Money, DbErr> {
-            let currency = crate::money::Currency::parse(&self.currency)
-                .map_err(|e| DbErr::Type(e.to_string()))?;
-            Ok(crate::money::Money::new(self.total, currency))
+        /// `total` with its `currency`.
+        pub fn total_money(&self) -> crate::money::Money {
+            crate::money::Money::new(self.total, self.currency)
         }
     }
 }

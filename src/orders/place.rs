@@ -187,7 +187,7 @@ pub async fn place_order(
     if needs_intent {
         let request = IntentRequest {
             order_id,
-            amount: record.order.total_money()?,
+            amount: record.order.total_money(),
             customer_id,
         };
         let key = format!("pi-create-{order_id}");

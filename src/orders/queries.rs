@@ -197,7 +197,7 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, new: NewOrder) -> Result<Order
         id: new.id,
         user_id: new.user_id,
         status: OrderStatus::Pending,
-        currency: new.total.currency.into(),
+        currency: new.total.currency,
         total: new.total.minor,
         tracking_number: None,
         carrier: None,

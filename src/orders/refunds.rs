@@ -97,7 +97,7 @@ impl Job for Refund {
         };
         let request = RefundRequest {
             payment_intent_id: intent_id,
-            amount: refund.amount_money()?,
+            amount: refund.amount_money(),
             order_id: self.order_id,
         };
         let answer = ctx

@@ -338,7 +338,7 @@ pub async fn notify(txn: &WriteTxn, order: &order::Model, event: OrderEvent) -> 
     let summary = OrderSummary {
         order_id: order.id,
         status: order.status.as_str().to_owned(),
-        total: order.total_money()?,
+        total: order.total_money(),
     };
     let job = Deliver {
         user_id: order.user_id,

@@ -64,7 +64,7 @@ impl PaymentView {
             status: payment.status,
             client_secret: payment.client_secret.filter(|_| for_owner),
             amount: payment.amount,
-            currency: payment.currency,
+            currency: payment.currency.to_string(),
         }
     }
 }
@@ -99,7 +99,7 @@ impl OrderView {
             id: order.id,
             status: order.status,
             total: order.total,
-            currency: order.currency,
+            currency: order.currency.to_string(),
             items: record.lines.into_iter().map(Into::into).collect(),
             payment: record.payment.map(|p| PaymentView::new(p, for_owner)),
             tracking_number: order.tracking_number,
@@ -137,7 +137,7 @@ impl From<refund::Model> for RefundView {
             id: refund.id,
             status: refund.status,
             amount: refund.amount,
-            currency: refund.currency,
+            currency: refund.currency.to_string(),
             reason: refund.reason,
             created_at: refund.created_at,
             updated_at: refund.updated_at,

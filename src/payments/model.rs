@@ -62,7 +62,7 @@ pub mod payment {
         /// Shown to the order's owner only; never logged.
         pub client_secret: Option<String>,
         pub amount: i64,
-        pub currency: String,
+        pub currency: crate::money::Currency,
         pub status: PaymentStatus,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
@@ -127,7 +127,7 @@ pub mod refund {
         pub order_id: Uuid,
         pub provider_refund_id: Option<String>,
         pub amount: i64,
-        pub currency: String,
+        pub currency: crate::money::Currency,
         pub status: RefundStatus,
         pub reason: Option<String>,
         pub created_at: DateTimeUtc,
@@ -140,12 +140,9 @@ pub mod refund {
     impl ActiveModelBehavior for ActiveModel {}
 
     impl Model {
-        /// `amount` with its `currency`; an error only for a row whose
-        /// currency column does not hold a code.
-        pub fn amount_money(&self) -> Result<crate::money::Money, DbErr> {
-            let currency = crate::money::Currency::parse(&self.currency)
-                .map_err(|e| DbErr::Type(e.to_string()))?;
-            Ok(crate::money::Money::new(self.amount, currency))
+        /// `amount` with its `currency`.
+        pub fn amount_money(&self) -> crate::money::Money {
+            crate::money::Money::new(self.amount, self.currency)
         }
     }
 }

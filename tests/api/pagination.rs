@@ -59,7 +59,7 @@ async fn insert_items_at(
             name_search: Set(dispatch::db::fold_for_search(&format!("{label} {n}"))),
             description: Set(String::new()),
             price: Set(100),
-            currency: Set("usd".into()),
+            currency: Set(Currency::parse("usd").unwrap()),
             stock: Set(1),
             price_payment_id: Set(None),
             created_at: Set(created_at),
