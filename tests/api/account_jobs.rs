@@ -71,6 +71,9 @@ async fn registering_creates_exactly_one_payment_customer() {
         .await
         .unwrap();
     assert_eq!(again, customer);
+    // Registering also signed in: its `auth.login` notification may still be
+    // waiting for a worker when the customer is already there.
+    app.wait_for_jobs_idle().await;
     pool.shutdown().await;
 }
 
@@ -118,6 +121,7 @@ async fn changing_the_name_syncs_the_customer_and_deleting_the_account_deletes_i
         Err(GatewayError::NotFound),
         "the provider no longer has the customer"
     );
+    app.wait_for_jobs_idle().await;
     pool.shutdown().await;
 }
 
