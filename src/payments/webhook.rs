@@ -73,6 +73,12 @@ impl From<WebhookRefused> for ApiError {
     }
 }
 
+/// Stripe documents its object ids (events, PaymentIntents, refunds) as at
+/// most 255 characters; our columns hold exactly that.
+const MAX_PROVIDER_ID_LEN: usize = 255;
+/// Stripe's event types are dotted names well under this; the column holds 100.
+const MAX_EVENT_TYPE_LEN: usize = 100;
+
 /// The parts of a Stripe event we read.
 #[derive(Debug, Deserialize)]
 struct Event {
@@ -107,11 +113,28 @@ pub fn verify(
         WebhookRefused::Unreadable
     })?;
     let fact = read_fact(&event.kind, &event.data.object);
+    if !within_provider_formats(&event, &fact) {
+        tracing::warn!("webhook refused: an id or the type is longer than the provider's formats");
+        return Err(WebhookRefused::Unreadable);
+    }
     Ok(VerifiedEvent {
         id: event.id,
         kind: event.kind,
         fact,
     })
+}
+
+/// Whether the ids and the type fit the provider's formats (and so our
+/// columns): a longer value is not a Stripe event, whoever signed it, and
+/// must be a 400 rather than a failed write on PostgreSQL.
+fn within_provider_formats(event: &Event, fact: &ProviderFact) -> bool {
+    let id_fits = |id: &str| id.len() <= MAX_PROVIDER_ID_LEN;
+    let fact_fits = match fact {
+        ProviderFact::Intent { intent_id, .. } => id_fits(intent_id),
+        ProviderFact::Refunds(refunds) => refunds.iter().all(|r| id_fits(&r.provider_refund_id)),
+        ProviderFact::Ignored => true,
+    };
+    id_fits(&event.id) && event.kind.len() <= MAX_EVENT_TYPE_LEN && fact_fits
 }
 
 fn read_fact(kind: &str, object: &serde_json::Value) -> ProviderFact {

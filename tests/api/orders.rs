@@ -538,6 +538,52 @@ async fn a_webhook_with_a_bad_or_missing_signature_is_refused_and_stores_nothing
 }
 
 #[tokio::test]
+async fn a_signed_event_with_ids_or_a_type_longer_than_the_providers_formats_is_a_400_on_both_backends()
+ {
+    use dispatch::payments::model::payment_event;
+    let shop = shop(spawn_app().await).await;
+    let lamp = item(&shop, 700, 5).await;
+    let id = id_of(&shop.app.placed_order(&shop.buyer, &[(lamp, 1)]).await);
+    let intent = shop.app.intent_of(&id).await;
+    let long = "x".repeat(300);
+    let mut long_event_id = intent_event("payment_intent.succeeded", &intent, &id, 700);
+    long_event_id["id"] = json!(format!("evt_{long}"));
+    let mut long_type = intent_event("payment_intent.succeeded", &intent, &id, 700);
+    long_type["type"] = json!(format!("payment_intent.{long}"));
+    let mut long_intent_id = intent_event("payment_intent.succeeded", &intent, &id, 700);
+    long_intent_id["data"]["object"]["id"] = json!(format!("pi_{long}"));
+    let long_refund_id = json!({
+        "id": format!("evt_test_{}", Uuid::new_v4().simple()),
+        "type": "refund.updated",
+        "data": {"object": {
+            "id": format!("re_{long}"),
+            "status": "succeeded",
+            "metadata": {"order_id": id},
+        }},
+    });
+    for (case, event) in [
+        ("event id", long_event_id),
+        ("type", long_type),
+        ("intent id", long_intent_id),
+        ("refund id", long_refund_id),
+    ] {
+        let response = shop.app.send_webhook(&event).await;
+        assert_eq!(response.status(), 400, "{case}");
+        assert_eq!(problem(response).await["code"], "invalid_event", "{case}");
+    }
+    let stored = payment_event::Entity::find()
+        .count(shop.app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    assert_eq!(
+        shop.app.staff_order(&shop.admin, &id).await["status"],
+        "PENDING"
+    );
+    shop.app.drain_jobs().await;
+}
+
+#[tokio::test]
 async fn an_unpaid_order_expires_releasing_its_stock_and_canceling_its_payment_intent() {
     let shop = shop(spawn_app_with_workers(&[]).await).await;
     let lamp = item(&shop, 900, 2).await;
