@@ -26,9 +26,15 @@ const PAYMENT_RECONCILE_AFTER: Setting = Setting {
     default: Text("5m"),
     doc: "PENDING orders older than this are checked with the provider",
 };
+/// 30 s, the default `REQUEST_TIMEOUT`: no live request runs longer (the
+/// timeout drops it, and dropping a claim frees its key), so after that the
+/// holder is dead and a retry may take over. Shorter would let a retry take
+/// over a request still running: still safe (completion is fenced by the
+/// lease token, the checkout's provider call by its idempotency key) but
+/// wasted work. Longer only keeps clients waiting after a crash.
 const IDEMPOTENCY_LEASE: Setting = Setting {
     env: "IDEMPOTENCY_LEASE",
-    default: Text("60s"),
+    default: Text("30s"),
     doc: "an in-flight Idempotency-Key belongs to its request this long",
 };
 

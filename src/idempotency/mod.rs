@@ -64,19 +64,45 @@ pub struct Claim {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdempotencyError {
+    /// `retry_after` is what is left of the holder's lease (at least a
+    /// second): by then it has finished, or its key may be taken over.
     #[error("the key is being used by a request still in flight")]
-    InFlight,
+    InFlight { retry_after: Duration },
     #[error("the key was used with a different request body")]
     Reused,
     #[error(transparent)]
     Database(#[from] sea_orm::DbErr),
 }
 
+impl IdempotencyError {
+    /// In flight with no lease to go by (the record kept moving, or another
+    /// request took this one's lease over): come back in a second.
+    const SOON: Self = Self::InFlight {
+        retry_after: Duration::from_secs(1),
+    };
+
+    /// In flight under a lease that runs until `until`; rounded up so a
+    /// client that waits that long finds the lease over.
+    fn in_flight_until(
+        until: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let left = (until - now).to_std().unwrap_or_default();
+        let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Self::InFlight {
+            retry_after: Duration::from_secs(seconds.max(1)),
+        }
+    }
+}
+
 impl From<IdempotencyError> for ApiError {
     fn from(err: IdempotencyError) -> Self {
         match err {
-            IdempotencyError::InFlight => {
+            IdempotencyError::InFlight { retry_after } => {
+                let seconds = retry_after.as_secs().max(1);
                 ApiError::new(StatusCode::CONFLICT, "idempotency_key_in_flight")
+                    .with("seconds", seconds)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
             }
             IdempotencyError::Reused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
@@ -124,8 +150,10 @@ pub async fn claim(
         }
         match existing.state {
             RecordState::Completed => return Ok(Claimed::Replay(replay(&existing))),
-            RecordState::InFlight if existing.locked_until.is_some_and(|t| t > now) => {
-                return Err(IdempotencyError::InFlight);
+            RecordState::InFlight
+                if let Some(until) = existing.locked_until.filter(|t| *t > now) =>
+            {
+                return Err(IdempotencyError::in_flight_until(until, now));
             }
             RecordState::InFlight => {
                 // The holder died or hung past its lease: take the key over.
@@ -150,7 +178,7 @@ pub async fn claim(
             }
         }
     }
-    Err(IdempotencyError::InFlight)
+    Err(IdempotencyError::SOON)
 }
 
 /// Claims a key seen for the first time inside `txn`, the transaction of the
@@ -296,7 +324,7 @@ impl Claim {
             .exec(txn)
             .await?;
         if done.rows_affected != 1 {
-            return Err(IdempotencyError::InFlight.into());
+            return Err(IdempotencyError::SOON.into());
         }
         // The JSON just stored is the body: serialised once, not twice.
         let content_type = [(
@@ -328,7 +356,7 @@ impl Claim {
             .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
-            return Err(IdempotencyError::InFlight.into());
+            return Err(IdempotencyError::SOON.into());
         }
         self.resource_id = Some(resource_id);
         Ok(())

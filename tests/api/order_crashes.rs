@@ -365,6 +365,58 @@ async fn a_checkout_killed_before_its_payment_intent_resumes_with_the_same_key_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_left_in_flight_by_a_killed_process_answers_409_with_the_seconds_its_lease_has_left()
+{
+    let stripe = MockServer::start().await;
+    intent_creates()
+        .respond_with(intent_created(2 * PRICE).set_delay(Duration::from_secs(60)))
+        .up_to_n_times(1)
+        .mount(&stripe)
+        .await;
+    mount_customers(&stripe).await;
+    let mut settings = stripe_settings(&stripe.uri());
+    settings.retain(|(name, _)| *name != "IDEMPOTENCY_LEASE");
+    settings.push(("IDEMPOTENCY_LEASE", "45s".into()));
+    let shop = shop(spawn_app_with(&pairs(&settings)).await).await;
+    let app = &shop.app;
+    let key = Uuid::new_v4().to_string();
+    let body = order_body(shop.item_id, 2);
+    checkout_killed_mid_way(&shop, &key, &body, &stripe).await;
+    intent_creates()
+        .respond_with(intent_created(2 * PRICE))
+        .mount(&stripe)
+        .await;
+    let url = app.url("/api/v1/orders");
+    let retry_after = |response: &Response| -> u64 {
+        response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    let early = post_order(app, &url, &shop.buyer, &key, &body).await;
+    assert_eq!(early.status(), 409);
+    let wait = retry_after(&early);
+    assert!(
+        (30..=45).contains(&wait),
+        "most of the 45 s lease is left: {wait}"
+    );
+    assert_eq!(problem(early).await["code"], "idempotency_key_in_flight");
+
+    app.advance_clock(Duration::from_secs(40));
+    let later = post_order(app, &url, &shop.buyer, &key, &body).await;
+    assert_eq!(later.status(), 409);
+    assert!(retry_after(&later) <= wait - 30, "the lease ran down");
+
+    // Waiting as told is enough: the key is taken over and the checkout resumes.
+    app.advance_clock(Duration::from_secs(retry_after(&later)));
+    let resumed = post_order(app, &url, &shop.buyer, &key, &body).await;
+    assert_eq!(resumed.status(), 201);
+    app.drain_jobs().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_checkout_expires_and_releases_its_stock() {
     let stripe = MockServer::start().await;
     intent_creates()
