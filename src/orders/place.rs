@@ -42,6 +42,7 @@ use crate::{
     money::Money,
     notifications::event::NotificationEvent,
     payments::{
+        charge_limits::ChargeLimits,
         gateway::{GatewayError, IntentRequest},
         queries as payments,
     },
@@ -93,8 +94,9 @@ pub enum CheckoutError {
         name: String,
         available: i64,
     },
-    #[error("the order total is too large")]
-    TotalTooLarge,
+    /// The total is outside what the provider charges at once (or overflowed).
+    #[error("the order total is outside the provider's charge limits")]
+    TotalOutOfRange { limits: ChargeLimits, below: bool },
     #[error(transparent)]
     Provider(#[from] GatewayError),
     #[error(transparent)]
@@ -122,8 +124,23 @@ impl From<CheckoutError> for ApiError {
                     format!("items[{index}].quantity"),
                     FieldIssue::new("insufficient_stock").with("available", available),
                 ),
-            CheckoutError::TotalTooLarge => ApiError::validation(FieldIssues::new())
-                .with_field("items", FieldIssue::new("total_too_large")),
+            CheckoutError::TotalOutOfRange { limits, below } => {
+                let issue = if below {
+                    "below_minimum_charge"
+                } else {
+                    "above_maximum_charge"
+                };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "order_total_out_of_range")
+                    .with("minimum", limits.minimum.minor)
+                    .with("maximum", limits.maximum.minor)
+                    .with("currency", limits.minimum.currency)
+                    .with_field(
+                        "items",
+                        FieldIssue::new(issue)
+                            .with("minimum", limits.minimum.minor)
+                            .with("maximum", limits.maximum.minor),
+                    )
+            }
             CheckoutError::Provider(GatewayError::Unavailable(why)) => {
                 tracing::warn!(error = %why, "payment provider unavailable during checkout");
                 ApiError::new(
@@ -284,6 +301,11 @@ async fn reserve(
     wanted.sort_by_key(|(_, line)| line.item_id);
     let mut lines = Vec::with_capacity(wanted.len());
     let currency = state.config.shop_currency;
+    let limits = ChargeLimits::of(currency);
+    let too_large = || CheckoutError::TotalOutOfRange {
+        limits,
+        below: false,
+    };
     let mut total = Money::zero(currency);
     for (index, line) in wanted {
         let Some(item) = catalog::take_stock(&txn, line.item_id, line.quantity).await? else {
@@ -294,10 +316,8 @@ async fn reserve(
         let unit_price = Money::new(item.price, currency);
         let line_total = unit_price
             .checked_mul(line.quantity)
-            .ok_or(CheckoutError::TotalTooLarge)?;
-        total = total
-            .checked_add(line_total)
-            .ok_or(CheckoutError::TotalTooLarge)?;
+            .ok_or_else(too_large)?;
+        total = total.checked_add(line_total).ok_or_else(too_large)?;
         lines.push(NewLine {
             item_id: item.id,
             item_name: item.name,
@@ -305,6 +325,15 @@ async fn reserve(
             quantity: line.quantity,
             line_total,
         });
+    }
+    if !limits.allow(total) {
+        // Before any provider call: the provider would refuse this charge
+        // on every retry. The transaction (and a new key's claim) rolls back.
+        return Err(CheckoutError::TotalOutOfRange {
+            limits,
+            below: total.minor < limits.minimum.minor,
+        }
+        .into());
     }
     let order_id = crate::db::new_id();
     let timeout = crate::duration::to_delta(state.config.order_payment_timeout);

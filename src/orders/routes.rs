@@ -51,7 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "An item does not exist or is no longer sold", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not enough stock of an item, or the key is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid lines (count, quantity, duplicate item), or the key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid lines (count, quantity, duplicate item), a total outside the provider's charge limits (`order_total_out_of_range`), or the key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many orders", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The payment provider refused; nothing is held, retry with the same key", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The payment provider is unreachable; nothing is held, retry with the same key", body = Problem, content_type = "application/problem+json"),

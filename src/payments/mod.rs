@@ -8,6 +8,7 @@
 //! webhook's order part) is decided in `orders`, which asks this module for
 //! the facts.
 
+pub mod charge_limits;
 pub mod gateway;
 pub mod model;
 pub mod queries;

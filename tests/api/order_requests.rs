@@ -196,6 +196,72 @@ async fn an_order_beyond_the_stock_is_409_naming_the_item_in_the_callers_languag
 }
 
 #[tokio::test]
+async fn an_order_outside_the_providers_charge_limits_is_422_before_any_provider_call() {
+    let shop = shop().await;
+    let item = |name: &'static str, price: i64| {
+        let app = &shop.app;
+        let admin = &shop.admin;
+        async move {
+            app.create_item(admin, name, price, 5).await["id"]
+                .as_str()
+                .unwrap()
+                .parse::<Uuid>()
+                .unwrap()
+        }
+    };
+    // A free item is allowed in the catalogue (a gift beside paid items),
+    // but an order of nothing else is below Stripe's 50-cent minimum.
+    let gift = item("Gift", 0).await;
+    let sticker = item("Sticker", 49).await;
+    let piano = item("Piano", 60_000_000).await;
+    for (name, lines, issue) in [
+        ("free", vec![(gift, 1)], "below the smallest charge, 50"),
+        (
+            "49-cents",
+            vec![(sticker, 1)],
+            "below the smallest charge, 50",
+        ),
+        (
+            "1.2-million",
+            vec![(piano, 2)],
+            "above the largest charge, 99999999",
+        ),
+    ] {
+        let response = shop.app.place_order(&shop.buyer, &lines, name).await;
+        assert_eq!(response.status(), 422, "{name}");
+        let body = problem(response).await;
+        assert_eq!(body["code"], "order_total_out_of_range", "{name}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("50") && detail.contains("99999999"),
+            "{detail}"
+        );
+        let field = body["errors"]["items"][0].as_str().unwrap();
+        assert!(field.contains(issue), "{name}: {field}");
+    }
+    assert_eq!(order_count(&shop.app).await, 0);
+    assert_eq!(
+        shop.app.simulated().payment_intent_count(),
+        0,
+        "no provider call"
+    );
+    for id in [gift, sticker, piano] {
+        assert_eq!(shop.app.stock_of(id).await, 5, "no stock held");
+    }
+    // The same key is free again: with a paid item beside it, the gift ships.
+    let response = shop
+        .app
+        .place_order(
+            &shop.buyer,
+            &[(gift, 1), (sticker, 1), (shop.lamp, 1)],
+            "free",
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    shop.app.drain_jobs().await;
+}
+
+#[tokio::test]
 async fn an_order_refused_for_stock_holds_its_key_for_nothing_and_may_be_retried_with_it() {
     // A new key is claimed inside the checkout's transaction: when the
     // checkout is refused, the claim goes with it and the same key places
