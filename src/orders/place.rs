@@ -36,7 +36,7 @@ use crate::{
     auth::extract::AuthUser,
     catalog::queries as catalog,
     db::WriteTxn,
-    http::error::{ApiError, FieldIssue, FieldIssues},
+    http::error::{ApiError, FieldIssue},
     idempotency::{self, Claim, Claimed, IdempotencyKey},
     jobs::{self, NewJob},
     money::Money,
