@@ -99,11 +99,18 @@ pub struct CreateUserRequest {
     #[validate(custom(function = "password_rules"))]
     #[schema(format = Password)]
     pub password: String,
-    /// Must be below the caller's own level.
+    /// Must be below the caller's own level. Optional: a plain `user`, as the
+    /// earlier service did when it was left out.
+    #[serde(default = "plain_user")]
+    #[schema(default = "user")]
     pub role: Role,
     pub language: Option<Language>,
     #[validate(nested)]
     pub address: Option<AddressInput>,
+}
+
+fn plain_user() -> Role {
+    Role::User
 }
 
 /// Creates an account with a role below the caller's own.

@@ -372,6 +372,19 @@ async fn an_admin_may_create_every_role_below_admin() {
 }
 
 #[tokio::test]
+async fn an_account_created_without_a_role_is_a_plain_user() {
+    let app = spawn_app().await;
+    let admin = app.create_user_with_role(Role::Admin).await;
+    let mut body = account("No Role", "user");
+    body.as_object_mut().unwrap().remove("role");
+
+    let view = created(&app, &admin, &body).await;
+
+    assert_eq!(view["role"], "user");
+    app.drain_jobs().await;
+}
+
+#[tokio::test]
 async fn an_admin_may_not_create_an_admin_or_a_superadmin() {
     let app = spawn_app().await;
     let admin = app.create_user_with_role(Role::Admin).await;
