@@ -65,6 +65,16 @@ pub async fn has_new<C: ConnectionTrait>(
         .is_some())
 }
 
+/// Whether any notification is unread: what "new since I last read" means.
+pub async fn has_unread<C: ConnectionTrait>(conn: &C, user_id: Uuid) -> Result<bool, DbErr> {
+    Ok(of_user(user_id)
+        .filter(notification::Column::ReadAt.is_null())
+        .limit(1)
+        .one(conn)
+        .await?
+        .is_some())
+}
+
 pub async fn find<C: ConnectionTrait>(
     conn: &C,
     user_id: Uuid,

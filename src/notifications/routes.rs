@@ -95,18 +95,21 @@ async fn unread_count(
 #[into_params(parameter_in = Query)]
 pub struct HasNewQuery {
     /// An instant (RFC 3339), usually the `createdAt` of the newest
-    /// notification the client has.
-    pub since: DateTime<Utc>,
+    /// notification the client has. Without it: whether anything arrived
+    /// since the caller last read, that is, whether any is unread (the
+    /// earlier API's parameterless poll).
+    pub since: Option<DateTime<Utc>>,
 }
 
-/// Whether a notification arrived after `since` (cheap polling).
+/// Whether a notification arrived after `since`, or, without it, whether
+/// any is unread (cheap polling).
 #[utoipa::path(
     get, path = "/api/v1/notifications/has-new", tag = "notifications",
     security(("bearer" = [])),
     params(HasNewQuery),
     responses(
         (status = 200, description = "The answer", body = HasNew),
-        (status = 400, description = "Missing or malformed `since`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed `since`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -115,7 +118,10 @@ async fn has_new(
     reader: AuthUser,
     ValidQuery(query): ValidQuery<HasNewQuery>,
 ) -> Result<Json<HasNew>, ApiError> {
-    let has_new = queries::has_new(state.db.conn(), reader.id, query.since).await?;
+    let has_new = match query.since {
+        Some(since) => queries::has_new(state.db.conn(), reader.id, since).await?,
+        None => queries::has_unread(state.db.conn(), reader.id).await?,
+    };
     Ok(Json(HasNew { has_new }))
 }
 

@@ -357,6 +357,19 @@ async fn unread_counts_and_has_new_follow_reads() {
             .len(),
         2
     );
+    // Without `since`: "since I last read", as the earlier API's poll asked.
+    let poll = |app: &TestApp| {
+        let request = app
+            .get("/api/v1/notifications/has-new")
+            .bearer_auth(&user.access_token);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.unwrap();
+            body["hasNew"].as_bool().unwrap()
+        }
+    };
+    assert!(poll(&app).await, "two are still unread");
     let all: Value = app
         .patch("/api/v1/notifications/read-all")
         .bearer_auth(&user.access_token)
@@ -368,14 +381,15 @@ async fn unread_counts_and_has_new_follow_reads() {
         .unwrap();
     assert_eq!(all["updated"], 2);
     assert_eq!(count(&app).await, 0);
-    let missing_since = app
-        .get("/api/v1/notifications/has-new")
+    assert!(!poll(&app).await, "everything is read");
+    let malformed_since = app
+        .get("/api/v1/notifications/has-new?since=yesterday")
         .bearer_auth(&user.access_token)
         .send()
         .await
         .unwrap();
-    assert_eq!(missing_since.status(), 400);
-    problem(missing_since).await;
+    assert_eq!(malformed_since.status(), 400);
+    problem(malformed_since).await;
     app.drain_jobs().await;
 }
 
