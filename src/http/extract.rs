@@ -90,8 +90,10 @@ pub fn parse_json<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<(T, St
     Ok((value, fingerprint))
 }
 
-/// Query parameters, parsed and validated. Unknown parameters are ignored
-/// (caches and proxies add their own), unlike unknown JSON fields.
+/// Query parameters, parsed and validated. An unknown parameter is a 400
+/// naming it, as an unknown JSON field is: a misspelt or outdated filter
+/// (`startDate` where `from` is meant) must not quietly widen the answer.
+/// `lang` is known everywhere (it picks the language of the texts).
 #[derive(Debug)]
 pub struct ValidQuery<T>(pub T);
 
@@ -106,14 +108,27 @@ where
         let query = parts.uri.query().unwrap_or_default();
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        let value: T = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let mut unknown = Vec::new();
+        let mut note_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let noting_unknown = serde_ignored::Deserializer::new(deserializer, &mut note_unknown);
+        let value: T = serde_path_to_error::deserialize(noting_unknown).map_err(|e| {
             let path = e.path().to_string();
             deserialize_problem(&path, &e.into_inner().to_string())
         })?;
+        if let Some(name) = unknown.into_iter().find(|name| name != LANGUAGE_PARAMETER) {
+            return Err(ApiError::bad_request(
+                name,
+                FieldIssue::new("unknown_parameter"),
+            ));
+        }
         validate(&value)?;
         Ok(Self(value))
     }
 }
+
+/// The query parameter every route reads for the language of its texts
+/// (`crate::i18n`), whatever its own parameters.
+const LANGUAGE_PARAMETER: &str = "lang";
 
 /// Path parameters; a malformed value is a 400 naming the parameter.
 #[derive(Debug)]

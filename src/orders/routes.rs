@@ -83,9 +83,13 @@ async fn create_order(
 #[into_params(parameter_in = Query)]
 pub struct MyOrdersQuery {
     pub status: Option<OrderStatus>,
-    /// Placed at or after this instant (RFC 3339).
+    /// Placed at or after this instant (RFC 3339). `startDate` is accepted
+    /// as another name (the earlier API's).
+    #[serde(alias = "startDate")]
     pub from: Option<DateTime<Utc>>,
-    /// Placed before this instant (RFC 3339).
+    /// Placed before this instant (RFC 3339). `endDate` is accepted as
+    /// another name (the earlier API's).
+    #[serde(alias = "endDate")]
     pub to: Option<DateTime<Utc>>,
     /// 1–100, default 20.
     pub limit: Option<u64>,

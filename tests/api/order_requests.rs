@@ -421,6 +421,49 @@ async fn other_users_orders_are_404_and_lists_show_only_ones_own() {
 }
 
 #[tokio::test]
+async fn order_lists_take_the_earlier_apis_date_names_and_refuse_unknown_parameters() {
+    let shop = shop().await;
+    shop.app
+        .place_order(&shop.buyer, &[(shop.lamp, 1)], "dated")
+        .await;
+    let mine = |query: &'static str| {
+        let request = shop
+            .app
+            .get(&format!("/api/v1/orders/me?{query}"))
+            .bearer_auth(&shop.buyer.access_token);
+        async move { request.send().await.unwrap() }
+    };
+    let count = |page: Value| page["items"].as_array().unwrap().len();
+    let future = mine("startDate=2999-01-01T00:00:00Z").await;
+    assert_eq!(future.status(), 200);
+    assert_eq!(count(future.json().await.unwrap()), 0, "startDate filters");
+    let past = mine("endDate=2000-01-01T00:00:00Z").await;
+    assert_eq!(count(past.json().await.unwrap()), 0, "endDate filters");
+    let all = mine("startDate=2000-01-01T00:00:00Z&endDate=2999-01-01T00:00:00Z&lang=pt-BR").await;
+    assert_eq!(all.status(), 200, "lang is known everywhere");
+    assert_eq!(count(all.json().await.unwrap()), 1);
+
+    let unknown = mine("startdate=2999-01-01T00:00:00Z").await;
+    assert_eq!(unknown.status(), 400);
+    let body = problem(unknown).await;
+    assert_eq!(body["code"], "invalid_request");
+    assert_eq!(
+        body["errors"]["startdate"][0],
+        "is not a known query parameter of this route"
+    );
+    let staff = shop
+        .app
+        .get("/api/v1/admin/orders?endDate=2000-01-01T00:00:00Z")
+        .bearer_auth(&shop.admin.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(staff.status(), 200);
+    assert_eq!(count(staff.json().await.unwrap()), 0);
+    shop.app.drain_jobs().await;
+}
+
+#[tokio::test]
 async fn each_staff_role_lists_and_reads_its_part_of_the_life_cycle() {
     let shop = shop().await;
     let stock = shop.app.create_item(&shop.admin, "Stock", 100, 100).await["id"]

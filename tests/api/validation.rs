@@ -479,11 +479,7 @@ async fn a_malformed_query_parameter_is_a_problem_naming_it() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        response.status(),
-        200,
-        "unknown query parameters are ignored"
-    );
+    assert_names_field(response, 400, "invalid_request", "unknownParameter").await;
 }
 
 #[tokio::test]
