@@ -407,13 +407,28 @@ async fn delete_order(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     staff.require(Role::is_admin)?;
-    let order = queries::find(state.db.conn(), id)
+    // Read and decided inside the transaction, each write guarded by the
+    // status it was decided on: an order paid between the read and the
+    // cancel is not deletable (409), never canceled and refunded instead.
+    let txn = state.db.begin_write().await?;
+    let order = queries::find(&*txn, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let txn = state.db.begin_write().await?;
+    let not_deletable = |status: OrderStatus| {
+        ApiError::new(StatusCode::CONFLICT, "order_not_deletable").with("status", status)
+    };
     if order.status == OrderStatus::Pending {
-        let change = Change::to(Target::Canceled, Actor::User(staff.id)).because("deleted");
-        transition(&txn, id, change).await?;
+        let mut change = Change::to(Target::Canceled, Actor::User(staff.id)).because("deleted");
+        change.expect_from = Some(OrderStatus::Pending);
+        match transition(&txn, id, change).await {
+            Err(TransitionError::Conflict { .. }) => {
+                let now = queries::find(&*txn, id)
+                    .await?
+                    .map_or(order.status, |o| o.status);
+                return Err(not_deletable(now));
+            }
+            done => done?,
+        };
     }
     let deletable = [
         OrderStatus::Pending,
@@ -421,9 +436,7 @@ async fn delete_order(
         OrderStatus::Refunded,
     ];
     if !queries::soft_delete(&*txn, id, &deletable).await? {
-        return Err(
-            ApiError::new(StatusCode::CONFLICT, "order_not_deletable").with("status", order.status)
-        );
+        return Err(not_deletable(order.status));
     }
     txn.commit().await?;
     tracing::info!(actor.id = %staff.id, order.id = %id, "order deleted");

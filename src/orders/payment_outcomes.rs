@@ -104,8 +104,16 @@ pub async fn apply_intent_outcome(
             // PostgreSQL: a cancel can commit in between): decide again from
             // the new status, or a payment could land on a canceled order
             // without its refund.
-            Err(TransitionError::Conflict { .. } | TransitionError::Invalid { .. }) => continue,
-            Err(TransitionError::NotFound) => return Ok(Applied::default()),
+            //
+            // `NotFound` is the same race with a delete: the order we read
+            // was canceled and soft-deleted before the transition's read
+            // (which skips deleted orders). The read above still finds it,
+            // now CANCELED, and refunds the payment that landed on it.
+            Err(
+                TransitionError::Conflict { .. }
+                | TransitionError::Invalid { .. }
+                | TransitionError::NotFound,
+            ) => continue,
             Err(TransitionError::Database(e)) => return Err(e),
         }
     }

@@ -461,6 +461,87 @@ async fn twenty_concurrent_requests_with_one_idempotency_key_make_one_order_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_racing_payment_success_never_deletes_a_paid_order_or_refunds_it() {
+    // Staff delete a PENDING order at the moment the customer pays. Either
+    // the delete wins (canceled and deleted; the payment job cancels the
+    // PaymentIntent or, had the charge landed, refunds it) or the payment
+    // wins and the delete is 409 `order_not_deletable` with the order PAID
+    // and charged once. A paid order canceled by a delete is the bug.
+    const ROUNDS: usize = 40;
+    const STOCK: i64 = 100;
+    let app = spawn_app_with_workers(&[]).await;
+    let admin = app.create_user_with_role(Role::Admin).await;
+    let buyer = app.register_user().await;
+    let item_id = new_item(&app, &admin, 3_100, STOCK).await;
+
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let placed = app.placed_order(&buyer, &[(item_id, 1)]).await;
+        let order_id = uuid_of(&placed);
+        let intent = app.intent_of(&order_id.to_string()).await;
+        let delete = async {
+            let response = app
+                .delete(&format!("/api/v1/admin/orders/{order_id}"))
+                .bearer_auth(&admin.access_token)
+                .send()
+                .await
+                .unwrap();
+            status_and_code(response).await
+        };
+        let ((status, code), _) = tokio::join!(delete, app.simulated().confirm(&intent));
+        assert!(
+            status == 204 || (status == 409 && code.as_deref() == Some("order_not_deletable")),
+            "delete answered {status} {code:?}"
+        );
+        rounds.push((order_id, intent, status));
+    }
+    let mut deleted = 0;
+    for (order_id, intent, delete_status) in &rounds {
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        let end = loop {
+            match race_end(&app, *order_id, intent).await {
+                Ok(end) => break end,
+                Err(seen) => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "order {order_id} never settled (delete answered {delete_status}): {seen}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let row = order_row(&app, *order_id).await;
+        match end {
+            RaceEnd::Paid => {
+                assert_eq!(*delete_status, 409, "order {order_id}");
+                assert!(row.deleted_at.is_none(), "a paid order stays");
+            }
+            RaceEnd::CanceledBeforePayment | RaceEnd::CanceledAndRefunded => {
+                assert_eq!(*delete_status, 204, "order {order_id}: {end:?}");
+                assert!(row.deleted_at.is_some());
+                // The delete canceled it while it was still unpaid (a
+                // charge that landed later was refunded by the cancel's
+                // rules); it never canceled a PAID order.
+                let deletion = order_event::Entity::find()
+                    .filter(order_event::Column::OrderId.eq(*order_id))
+                    .filter(order_event::Column::Reason.eq("deleted"))
+                    .one(app.state.db.conn())
+                    .await
+                    .unwrap()
+                    .expect("the delete's cancel is on the timeline");
+                assert_eq!(
+                    deletion.from_status,
+                    Some(OrderStatus::Pending),
+                    "order {order_id} was canceled by a delete after it was paid"
+                );
+                deleted += 1;
+            }
+        }
+    }
+    app.wait_for_jobs_idle().await;
+    println!("delete vs payment over {ROUNDS} rounds: {deleted} deleted");
+    app.drain_jobs().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_concurrent_refunds_of_one_order_refund_once() {
     let app = spawn_app_with_workers(&[]).await;
     let admin = app.create_user_with_role(Role::Admin).await;
