@@ -143,6 +143,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("ADMIN_PASSWORD", "dashboard-password".into()),
         ("SEED_DEMO_DATA", "false".into()),
         ("RATE_LIMIT_LOGIN", "off".into()),
+        ("RATE_LIMIT_LOGIN_ADDRESS", "off".into()),
+        ("LOGIN_DELAY_MAX", "off".into()),
         ("RATE_LIMIT_REGISTER", "off".into()),
         ("RATE_LIMIT_ORDERS", "off".into()),
         ("PASSWORD_HASH_MEMORY_KIB", "64".into()),
