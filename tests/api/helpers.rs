@@ -473,6 +473,17 @@ impl TestApp {
     }
 }
 
+/// The settings under which [`from_address`] sets the client address.
+pub const CLIENT_ADDRESS_SETTINGS: &[(&str, &str)] = &[("TRUST_FORWARDED_FOR", "true")];
+
+/// Makes `request` come from client address `ip`, as seen by an app started
+/// with [`CLIENT_ADDRESS_SETTINGS`]: the one place tests say how a client
+/// address reaches the service (one `X-Forwarded-For` entry is the leftmost
+/// and the rightmost alike).
+pub fn from_address(request: RequestBuilder, ip: &str) -> RequestBuilder {
+    request.header("X-Forwarded-For", ip)
+}
+
 /// Reads a problem+json response, checking its shape.
 pub async fn problem(response: Response) -> Value {
     let status = response.status().as_u16();
