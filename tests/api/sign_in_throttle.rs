@@ -213,7 +213,7 @@ async fn the_owner_signs_in_while_another_client_keeps_failing_from_other_addres
             .query_async(&mut connection)
             .await
             .unwrap();
-        assert!(keys.iter().any(|k| k.contains("strikes:")), "{keys:?}");
+        assert!(keys.iter().any(|k| k.contains("rl:login:")), "{keys:?}");
         let local_part = owner.email.split('@').next().unwrap();
         for key in &keys {
             assert!(
