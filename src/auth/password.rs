@@ -142,10 +142,10 @@ impl HashBudget {
             return Err(self.busy("queue_full"));
         };
         let running = Arc::clone(&self.running);
-        let permit = match tokio::time::timeout(self.limits.wait, running.acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            // The semaphore is never closed; treat it like a timeout anyway.
-            Ok(Err(_)) | Err(_) => return Err(self.busy("timeout")),
+        // The semaphore is never closed; were it, that is refused like a timeout.
+        let Ok(Ok(permit)) = tokio::time::timeout(self.limits.wait, running.acquire_owned()).await
+        else {
+            return Err(self.busy("timeout"));
         };
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         self.most_in_flight.fetch_max(now, Ordering::AcqRel);
