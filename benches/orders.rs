@@ -268,6 +268,7 @@ async fn start_app(
         ("ADMIN_PASSWORD", "bench".into()),
         ("SEED_DEMO_DATA", "false".into()),
         ("RATE_LIMIT_LOGIN", "off".into()),
+        ("RATE_LIMIT_LOGIN_ADDRESS", "off".into()),
         ("RATE_LIMIT_REGISTER", "off".into()),
         ("RATE_LIMIT_ORDERS", "off".into()),
         ("PASSWORD_HASH_MEMORY_KIB", "64".into()),

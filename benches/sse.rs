@@ -248,6 +248,7 @@ fn spawn_server(setup: &Setup, role: &str, port: u16) -> anyhow::Result<Child> {
         .env("ADMIN_PASSWORD", "bench")
         .env("SEED_DEMO_DATA", "false")
         .env("RATE_LIMIT_LOGIN", "off")
+        .env("RATE_LIMIT_LOGIN_ADDRESS", "off")
         .env("RATE_LIMIT_REGISTER", "off")
         .env("RATE_LIMIT_ORDERS", "off")
         .env("PASSWORD_HASH_MEMORY_KIB", "64")

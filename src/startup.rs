@@ -16,7 +16,12 @@ use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth::{password::PasswordHasher, sessions::SessionGate, tokens::TokenKeys},
+    auth::{
+        password::{HashLimits, PasswordHasher},
+        sessions::SessionGate,
+        throttle::{self, SignInThrottle},
+        tokens::TokenKeys,
+    },
     cache::{MemoryCache, RedisCache, SharedCache},
     config::{self, Config},
     db::{self, Database},
@@ -29,7 +34,7 @@ use crate::{
     },
     kv::Kv,
     locks::{MemoryLocks, RedisLocks, SharedLocks},
-    rate_limit::{MemoryRateLimiter, Quotas, RedisRateLimiter, SharedRateLimiter},
+    rate_limit::{Limit, MemoryRateLimiter, Quotas, RedisRateLimiter, SharedRateLimiter},
     state::{AppState, Services},
     telemetry,
 };
@@ -73,20 +78,24 @@ pub async fn build_state_with_clock(
         Some(url) => Some(Kv::connect(url, &config.redis_key_prefix).context("REDIS_URL")?),
         None => None,
     };
-    let quotas = Quotas::new(
-        config.rate_limit_login,
-        config.rate_limit_register,
-        config.rate_limit_orders,
-    );
+    let quotas = Quotas::default()
+        .with(Limit::Login, config.rate_limit_login)
+        .with(Limit::LoginAddress, config.rate_limit_login_address)
+        .with(Limit::Register, config.rate_limit_register)
+        .with(Limit::Orders, config.rate_limit_orders);
     let (cache, rate_limiter, locks): (SharedCache, SharedRateLimiter, SharedLocks) = match &kv {
         Some(kv) => (
             Arc::new(RedisCache::new(kv.clone())),
-            Arc::new(RedisRateLimiter::new(kv.clone(), quotas)),
+            Arc::new(RedisRateLimiter::new(
+                kv.clone(),
+                quotas,
+                throttle::STRIKE_WINDOW,
+            )),
             Arc::new(RedisLocks::new(kv.clone())),
         ),
         None => (
             Arc::new(MemoryCache::new(config.cache_ttl)),
-            Arc::new(MemoryRateLimiter::new(&quotas)),
+            Arc::new(MemoryRateLimiter::new(&quotas, throttle::STRIKE_WINDOW)),
             Arc::new(MemoryLocks::default()),
         ),
     };
@@ -96,8 +105,20 @@ pub async fn build_state_with_clock(
         config.jwt_access_ttl,
         config.jwt_refresh_ttl,
     );
-    let passwords =
-        PasswordHasher::new(config.password_hash_memory_kib).context("PASSWORD_HASH_MEMORY_KIB")?;
+    let passwords = PasswordHasher::new(
+        config.password_hash_memory_kib,
+        HashLimits {
+            concurrency: config.password_hash_concurrency,
+            queue: config.password_hash_queue,
+            wait: config.password_hash_wait,
+        },
+    )
+    .context("PASSWORD_HASH_MEMORY_KIB")?;
+    let sign_in_throttle = SignInThrottle::new(
+        Arc::clone(&rate_limiter),
+        &config.jwt_access_secret,
+        config.login_delay,
+    );
     let gateway = crate::payments::gateway_from_config(&config).context("payment gateway")?;
     let sessions = SessionGate::new(Arc::clone(&cache), config.cache_ttl);
     // After-commit effects: what a committed change makes stale.
@@ -117,6 +138,7 @@ pub async fn build_state_with_clock(
         kv,
         cache,
         rate_limiter,
+        sign_in_throttle,
         tokens,
         passwords,
         sessions,

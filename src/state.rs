@@ -5,7 +5,10 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{
-    auth::{password::PasswordHasher, sessions::SessionGate, tokens::TokenKeys},
+    auth::{
+        password::PasswordHasher, sessions::SessionGate, throttle::SignInThrottle,
+        tokens::TokenKeys,
+    },
     cache::SharedCache,
     config::Config,
     db::Database,
@@ -27,6 +30,8 @@ pub struct Services {
     pub kv: Option<Kv>,
     pub cache: SharedCache,
     pub rate_limiter: SharedRateLimiter,
+    /// In front of every password check (docs/spec.md §6.7).
+    pub sign_in_throttle: SignInThrottle,
     pub tokens: TokenKeys,
     pub passwords: PasswordHasher,
     pub sessions: SessionGate,

@@ -7,6 +7,7 @@ pub mod routes;
 pub mod session;
 pub mod sessions;
 pub mod sign_in;
+pub mod throttle;
 pub mod tokens;
 
 use axum::http::{HeaderValue, StatusCode, header};

@@ -73,7 +73,8 @@ pub struct TokenPair {
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown email or wrong password (indistinguishable)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid values", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address, or for this account from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many password checks at once (`server_busy`); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn login(
@@ -98,7 +99,7 @@ async fn login(
                 AuthError::InvalidCredentials.into()
             }
             SignInError::Database(e) => ApiError::internal(&e),
-            SignInError::Password(e) => ApiError::internal(&e),
+            SignInError::Password(e) => e.into(),
             SignInError::Token(e) => ApiError::internal(&e),
         })?;
     tracing::info!(user.id = %signed_in.user_id, session.id = %signed_in.session_id, "signed in");

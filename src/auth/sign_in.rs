@@ -1,7 +1,7 @@
 //! Signing in with an email and a password: the one path behind
 //! `POST /api/v1/auth/login` and the queue dashboard's login form, so both
-//! count attempts against the same rate limits, fail the same
-//! indistinguishable way and start the same kind of session.
+//! count attempts against the same throttle ([`super::throttle`]), fail the
+//! same indistinguishable way and start the same kind of session.
 
 use std::net::IpAddr;
 
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::{
     password::{PasswordError, PasswordHasher},
     sessions::{self, NewSession},
+    throttle::{Account, SignInThrottle},
     tokens::{self, TokenError, TokenKeys},
 };
 use crate::{
@@ -21,7 +22,7 @@ use crate::{
         deliver::Deliver,
         event::{NotificationEvent, SignIn},
     },
-    rate_limit::{Limit, RateLimiter, RetryAfter, check_ip_and_account},
+    rate_limit::RetryAfter,
     state::Services,
     users::{email::Email, language::Language, queries as users, role::Role},
 };
@@ -30,7 +31,7 @@ use crate::{
 #[derive(Clone, Copy)]
 pub struct SignInServices<'a> {
     pub db: &'a Database,
-    pub rate_limiter: &'a dyn RateLimiter,
+    pub throttle: &'a SignInThrottle,
     pub passwords: &'a PasswordHasher,
     pub tokens: &'a TokenKeys,
 }
@@ -39,7 +40,7 @@ impl<'a> From<&'a Services> for SignInServices<'a> {
     fn from(services: &'a Services) -> Self {
         Self {
             db: &services.db,
-            rate_limiter: services.rate_limiter.as_ref(),
+            throttle: &services.sign_in_throttle,
             passwords: &services.passwords,
             tokens: &services.tokens,
         }
@@ -101,9 +102,9 @@ pub enum SignInError {
 
 /// Checks `attempt` and, if it holds, starts a session for `audience`.
 ///
-/// Rate limits count first (by address and by account, whether or not the
-/// account exists); the password is always checked, against a decoy for an
-/// unknown email, so a miss takes as long as a wrong password.
+/// The throttle counts the attempt first (whether or not the account
+/// exists) and may delay it; the password is always checked, against a decoy
+/// for an unknown email, so a miss takes as long as a wrong password.
 pub async fn sign_in(
     services: SignInServices<'_>,
     attempt: Attempt<'_>,
@@ -113,28 +114,39 @@ pub async fn sign_in(
     // against the text as an address would be stored (trimmed, lower-cased),
     // whether or not it is one.
     let typed = attempt.email.trim();
-    check_ip_and_account(
-        services.rate_limiter,
-        Limit::Login,
-        attempt.ip,
-        Some(&typed.to_lowercase()),
-    )
-    .await
-    .map_err(SignInError::RateLimited)?;
+    let pending = services
+        .throttle
+        .begin(Account::Email(typed), attempt.ip)
+        .await
+        .map_err(SignInError::RateLimited)?;
 
     // Text that is no address names no account: it gets the unknown
     // account's answer, decoy password check included.
-    let user = match Email::parse(typed) {
-        Ok(email) => users::find_live_by_email(services.db.conn(), &email).await?,
-        Err(_) => None,
+    let checked = async {
+        let user = match Email::parse(typed) {
+            Ok(email) => users::find_live_by_email(services.db.conn(), &email).await?,
+            Err(_) => None,
+        };
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+        let matches = services
+            .passwords
+            .verify(&attempt.password, stored_hash)
+            .await?;
+        Ok::<_, SignInError>(user.filter(|_| matches))
     };
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = services
-        .passwords
-        .verify(&attempt.password, stored_hash)
-        .await?;
-    let Some(user) = user.filter(|_| matches) else {
-        return Err(SignInError::InvalidCredentials);
+    let user = match checked.await {
+        Ok(Some(user)) => {
+            pending.succeeded().await;
+            user
+        }
+        Ok(None) => {
+            pending.failed().await;
+            return Err(SignInError::InvalidCredentials);
+        }
+        Err(e) => {
+            pending.unchecked().await;
+            return Err(e);
+        }
     };
     if audience == Audience::Dashboard && !Role::is_admin(user.role) {
         return Err(SignInError::NotAllowed(user.id));

@@ -1,13 +1,17 @@
-//! Sign-in: token keys and lifetimes, password hashing, the dashboard's
-//! credentials, and the development placeholders for secrets.
+//! Sign-in: token keys and lifetimes, password hashing and its budget,
+//! sign-in throttling, the dashboard's credentials, and the development
+//! placeholders for secrets.
 
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::settings::{
-    DefaultValue::{Derived, Text},
-    Reader, Setting, parse_number,
+use super::{
+    limits::RateQuota,
+    settings::{
+        DefaultValue::{Derived, Text},
+        Reader, Setting, parse_duration, parse_number,
+    },
 };
 
 /// Values that stand in for secrets in development and must never reach production.
@@ -41,6 +45,41 @@ const PASSWORD_HASH_MEMORY_KIB: Setting = Setting {
     default: Text("19456"),
     doc: "argon2id memory cost (at least 19456 in production)",
 };
+const PASSWORD_HASH_CONCURRENCY: Setting = Setting {
+    env: "PASSWORD_HASH_CONCURRENCY",
+    default: Derived("the number of CPUs"),
+    doc: "password hashes and checks run at once, process-wide",
+};
+const PASSWORD_HASH_QUEUE: Setting = Setting {
+    env: "PASSWORD_HASH_QUEUE",
+    default: Text("64"),
+    doc: "password checks that may wait for a turn; more answer 503 server_busy",
+};
+const PASSWORD_HASH_WAIT: Setting = Setting {
+    env: "PASSWORD_HASH_WAIT",
+    default: Text("2s"),
+    doc: "how long a password check waits for a turn before 503 server_busy",
+};
+const RATE_LIMIT_LOGIN_ADDRESS: Setting = Setting {
+    env: "RATE_LIMIT_LOGIN_ADDRESS",
+    default: Text("30/min"),
+    doc: "failed password checks per client address, across accounts: N/period or off",
+};
+const LOGIN_DELAY_AFTER: Setting = Setting {
+    env: "LOGIN_DELAY_AFTER",
+    default: Text("3"),
+    doc: "failed password checks of one account before its checks are slowed down",
+};
+const LOGIN_DELAY_BASE: Setting = Setting {
+    env: "LOGIN_DELAY_BASE",
+    default: Text("250ms"),
+    doc: "first delay of a slowed-down account, doubling with each further failure",
+};
+const LOGIN_DELAY_MAX: Setting = Setting {
+    env: "LOGIN_DELAY_MAX",
+    default: Text("2s"),
+    doc: "longest delay of a slowed-down account (off: no delay)",
+};
 const ADMIN_USERNAME: Setting = Setting {
     env: "ADMIN_USERNAME",
     default: Text("admin"),
@@ -58,6 +97,13 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &JWT_ACCESS_TTL,
     &JWT_REFRESH_TTL,
     &PASSWORD_HASH_MEMORY_KIB,
+    &PASSWORD_HASH_CONCURRENCY,
+    &PASSWORD_HASH_QUEUE,
+    &PASSWORD_HASH_WAIT,
+    &RATE_LIMIT_LOGIN_ADDRESS,
+    &LOGIN_DELAY_AFTER,
+    &LOGIN_DELAY_BASE,
+    &LOGIN_DELAY_MAX,
     &ADMIN_USERNAME,
     &ADMIN_PASSWORD,
 ];
@@ -68,8 +114,60 @@ pub(super) struct Auth {
     pub jwt_access_ttl: Duration,
     pub jwt_refresh_ttl: Duration,
     pub password_hash_memory_kib: u32,
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue: usize,
+    pub password_hash_wait: Duration,
+    pub rate_limit_login_address: Option<RateQuota>,
+    pub login_delay: LoginDelay,
     pub admin_username: String,
     pub admin_password: SecretString,
+}
+
+/// The per-account slow-down of sign-in throttling (docs/spec.md §6.7): after
+/// `after` failed checks of one account, each further check waits `base`,
+/// doubling per failure, up to `max`. `max` zero turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginDelay {
+    pub after: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl LoginDelay {
+    /// The wait before checking a password of an account with `failures`
+    /// recent failed checks.
+    pub fn for_failures(&self, failures: u32) -> Duration {
+        let Some(extra) = failures.checked_sub(self.after) else {
+            return Duration::ZERO;
+        };
+        // 2^extra saturates long before u32 overflows a Duration's multiplier.
+        let factor = 1_u32.checked_shl(extra.min(31)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Positive whole number, or the number of CPUs when not set.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+fn positive(v: &str) -> Result<usize, String> {
+    parse_number::<usize>(v).and_then(|n| {
+        if n >= 1 {
+            Ok(n)
+        } else {
+            Err("must be at least 1".into())
+        }
+    })
+}
+
+/// `off` is zero (no delay).
+fn duration_or_off(v: &str) -> Result<Duration, String> {
+    if v.trim().eq_ignore_ascii_case("off") {
+        Ok(Duration::ZERO)
+    } else {
+        parse_duration(v)
+    }
 }
 
 pub(super) fn read(r: &mut Reader, production: bool) -> Option<Auth> {
@@ -91,6 +189,15 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Auth> {
         r.problem("PASSWORD_HASH_MEMORY_KIB: below 19456 KiB is refused in production");
     }
 
+    let password_hash_concurrency =
+        r.parse_or(&PASSWORD_HASH_CONCURRENCY, &cpus().to_string(), positive);
+    let password_hash_queue = r.parse(&PASSWORD_HASH_QUEUE, parse_number::<usize>);
+    let password_hash_wait = r.duration(&PASSWORD_HASH_WAIT);
+    let rate_limit_login_address = r.parse(&RATE_LIMIT_LOGIN_ADDRESS, RateQuota::parse);
+    let login_delay_after = r.parse(&LOGIN_DELAY_AFTER, parse_number::<u32>);
+    let login_delay_base = r.duration(&LOGIN_DELAY_BASE);
+    let login_delay_max = r.parse(&LOGIN_DELAY_MAX, duration_or_off);
+
     let admin_username = r.text_or_default(&ADMIN_USERNAME);
     let admin_password = match r.secret(&ADMIN_PASSWORD) {
         Some(secret) => Some(secret),
@@ -107,6 +214,15 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Auth> {
         jwt_access_ttl: jwt_access_ttl?,
         jwt_refresh_ttl: jwt_refresh_ttl?,
         password_hash_memory_kib: password_hash_memory_kib?,
+        password_hash_concurrency: password_hash_concurrency?,
+        password_hash_queue: password_hash_queue?,
+        password_hash_wait: password_hash_wait?,
+        rate_limit_login_address: rate_limit_login_address?,
+        login_delay: LoginDelay {
+            after: login_delay_after?,
+            base: login_delay_base?,
+            max: login_delay_max?,
+        },
         admin_username,
         admin_password: admin_password?,
     })

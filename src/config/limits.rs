@@ -45,7 +45,7 @@ impl RateQuota {
 const RATE_LIMIT_LOGIN: Setting = Setting {
     env: "RATE_LIMIT_LOGIN",
     default: Text("5/min"),
-    doc: "sign-in attempts per IP and per account: N/period or off",
+    doc: "password checks per account and client address (reset by a success): N/period or off",
 };
 const RATE_LIMIT_REGISTER: Setting = Setting {
     env: "RATE_LIMIT_REGISTER",

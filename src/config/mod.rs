@@ -46,7 +46,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use self::settings::Reader;
 pub use self::{
-    auth::is_development_placeholder,
+    auth::{LoginDelay, is_development_placeholder},
     limits::RateQuota,
     payments::GatewayKind,
     server::{Environment, LogFormat},
@@ -130,6 +130,16 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Argon2id memory cost. The default is OWASP's recommendation; tests lower it.
     pub password_hash_memory_kib: u32,
+    /// Password hashes and checks running at once in this process.
+    pub password_hash_concurrency: usize,
+    /// Password checks that may wait for a turn beyond those running.
+    pub password_hash_queue: usize,
+    /// How long a password check waits for a turn before `server_busy`.
+    pub password_hash_wait: Duration,
+    /// Failed password checks per client address, across accounts.
+    pub rate_limit_login_address: Option<RateQuota>,
+    /// The per-account slow-down after repeated failed password checks.
+    pub login_delay: LoginDelay,
     /// Workers per queue (`JOB_CONCURRENCY_<QUEUE>`), where set.
     pub job_concurrency: BTreeMap<String, usize>,
     /// Fallback wake-up of idle workers.
@@ -232,6 +242,11 @@ impl Config {
             jwt_access_ttl: auth.jwt_access_ttl,
             jwt_refresh_ttl: auth.jwt_refresh_ttl,
             password_hash_memory_kib: auth.password_hash_memory_kib,
+            password_hash_concurrency: auth.password_hash_concurrency,
+            password_hash_queue: auth.password_hash_queue,
+            password_hash_wait: auth.password_hash_wait,
+            rate_limit_login_address: auth.rate_limit_login_address,
+            login_delay: auth.login_delay,
             admin_username: auth.admin_username,
             admin_password: auth.admin_password,
             rate_limit_login: limits.rate_limit_login,

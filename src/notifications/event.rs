@@ -20,6 +20,10 @@ use crate::money::{Currency, Money};
 pub enum NotificationEvent {
     #[serde(rename = "auth.login")]
     SignedIn(SignIn),
+    /// The account's email address changed (told in-app, so the owner of
+    /// the previous address sees it if they still hold a session).
+    #[serde(rename = "account.email_changed")]
+    EmailChanged(EmailChange),
     #[serde(rename = "order.created")]
     OrderCreated(OrderSummary),
     #[serde(rename = "order.paid")]
@@ -49,6 +53,15 @@ pub struct SignIn {
     pub session_id: Uuid,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+}
+
+/// An email change, both addresses masked (`j***@example.com`): the feed
+/// shows them, and a stolen session should not learn the new address from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailChange {
+    pub previous: String,
+    pub new: String,
 }
 
 /// An order as its notifications describe it, after the change.

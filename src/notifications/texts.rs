@@ -8,7 +8,7 @@
 //! per reader (`$1,234.50` for English, `R$ 1.234,50` for Portuguese), and
 //! we need only the separators of two languages and a symbol table.
 
-use super::event::{NotificationEvent, OrderSummary, SignIn};
+use super::event::{EmailChange, NotificationEvent, OrderSummary, SignIn};
 use crate::{
     i18n::{self, Lang},
     money::Money,
@@ -18,6 +18,9 @@ use crate::{
 pub fn render(event: &NotificationEvent, lang: Lang) -> (String, String) {
     let (name, params) = match event {
         NotificationEvent::SignedIn(sign_in) => ("auth.login", sign_in_params(sign_in, lang)),
+        NotificationEvent::EmailChanged(change) => {
+            ("account.email_changed", email_change_params(change))
+        }
         NotificationEvent::OrderCreated(order) => ("order.created", order_params(order, lang)),
         NotificationEvent::OrderPaid(order) => ("order.paid", order_params(order, lang)),
         NotificationEvent::OrderProcessed(order) => ("order.processed", order_params(order, lang)),
@@ -75,6 +78,13 @@ fn sign_in_params(sign_in: &SignIn, lang: Lang) -> Vec<(&'static str, String)> {
         .clone()
         .unwrap_or_else(|| i18n::text(lang, "notifications.unknown_device", &[]));
     vec![("ip", ip), ("device", device)]
+}
+
+fn email_change_params(change: &EmailChange) -> Vec<(&'static str, String)> {
+    vec![
+        ("previous", change.previous.clone()),
+        ("new", change.new.clone()),
+    ]
 }
 
 /// A status as readers call it (`SHIPPED` → "shipped" / "enviado").

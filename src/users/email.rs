@@ -43,6 +43,18 @@ impl EmailError {
     }
 }
 
+/// `address` with all but the first character of its local part masked;
+/// the domain stays, so the reader can tell which mailbox is meant.
+pub fn mask(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_owned(),
+    }
+}
+
 impl Email {
     /// The only way to get an `Email`.
     ///
@@ -67,6 +79,12 @@ impl Email {
     /// may not touch the address).
     pub fn parse_optional(text: Option<&str>) -> Result<Option<Self>, EmailError> {
         text.map(Self::parse).transpose()
+    }
+
+    /// The address with its local part masked (`jane@example.com` →
+    /// `j***@example.com`), for texts that should not spell it out.
+    pub fn masked(&self) -> String {
+        mask(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -157,5 +175,13 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_masked_address_keeps_the_first_character_and_the_domain() {
+        let email = Email::parse("Jane.Doe@Example.com").unwrap();
+        assert_eq!(email.masked(), "j***@example.com");
+        assert_eq!(mask("x@y.io"), "x***@y.io");
+        assert_eq!(mask("not an address"), "***");
     }
 }

@@ -62,7 +62,7 @@ impl From<UserError> for ApiError {
                 .with_field("currentPassword", FieldIssue::new("required")),
             UserError::WrongCurrentPassword => ApiError::validation(Default::default())
                 .with_field("currentPassword", FieldIssue::new("wrong_password")),
-            UserError::Password(e) => ApiError::internal(&e),
+            UserError::Password(e) => e.into(),
             UserError::Database(e) => ApiError::internal(&e),
         }
     }

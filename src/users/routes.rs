@@ -17,13 +17,21 @@ use super::{
     views::{AddressInput, PublicProfile, UserView, password_rules, person_name, present},
 };
 use crate::{
-    auth::{extract::AuthUser, sessions},
+    auth::{
+        extract::AuthUser,
+        sessions,
+        throttle::{Account, SignInThrottle},
+    },
     http::{
         error::{ApiError, Problem},
         extract::{ClientIp, Path, ValidJson, validate_nested},
     },
     idempotency::{self, Claimed, IdempotencyKey},
     jobs::{self, NewJob},
+    notifications::{
+        deliver::Deliver,
+        event::{EmailChange, NotificationEvent},
+    },
     rate_limit::{Limit, check_ip_and_account},
     state::AppState,
     users::customer_sync::{CustomerSync, SyncAction},
@@ -173,6 +181,8 @@ async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
 pub struct UpdateMeRequest {
     #[validate(custom(function = "person_name"))]
     pub name: Option<String>,
+    /// A new email address; needs `currentPassword` when it differs from
+    /// the current one. Ends the caller's other sessions.
     #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
     pub email: Option<String>,
     pub language: Option<Language>,
@@ -184,12 +194,18 @@ pub struct UpdateMeRequest {
     #[validate(custom(function = "password_rules"))]
     #[schema(format = Password)]
     pub password: Option<String>,
+    /// Required to change `password` or `email`. Checked through the sign-in
+    /// throttle, like a sign-in.
     #[validate(length(min = 1, max = 128, code = "length"))]
     #[schema(format = Password)]
     pub current_password: Option<String>,
 }
 
 /// Changes the caller's name, email, language, address or password.
+///
+/// Changing the password or the email needs `currentPassword` (so a stolen
+/// access token cannot take the account over) and ends the caller's other
+/// sessions; an email change is told in-app (`account.email_changed`).
 #[utoipa::path(
     patch, path = "/api/v1/users/me", tag = "users",
     security(("bearer" = [])),
@@ -199,12 +215,15 @@ pub struct UpdateMeRequest {
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid values or wrong current password", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid values, or `currentPassword` missing or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many `currentPassword` checks for this account from this address, or from this address; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many password checks at once (`server_busy`); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn update_me(
     State(state): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     ValidJson { value: body, .. }: ValidJson<UpdateMeRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     if let Some(Some(address)) = &body.address {
@@ -214,34 +233,30 @@ async fn update_me(
     let current = queries::find_live(state.db.conn(), user.id)
         .await?
         .ok_or(UserError::NotFound)?;
+    let email_change = email
+        .as_ref()
+        .filter(|new| new.as_str() != current.email)
+        .map(|new| EmailChange {
+            previous: super::email::mask(&current.email),
+            new: new.masked(),
+        });
+    if body.password.is_some() || email_change.is_some() {
+        let given = body
+            .current_password
+            .clone()
+            .ok_or(UserError::CurrentPasswordRequired)?;
+        check_current_password(&state, &current, SecretString::from(given), ip).await?;
+    }
     let password_hash = match &body.password {
-        Some(new_password) => {
-            let given = body
-                .current_password
-                .clone()
-                .ok_or(UserError::CurrentPasswordRequired)?;
-            let matches = state
+        Some(new_password) => Some(
+            state
                 .passwords
-                .verify(
-                    &SecretString::from(given),
-                    Some(current.password_hash.clone()),
-                )
-                .await
-                .map_err(UserError::from)?;
-            if !matches {
-                return Err(UserError::WrongCurrentPassword.into());
-            }
-            Some(
-                state
-                    .passwords
-                    .hash(&SecretString::from(new_password.clone()))
-                    .await
-                    .map_err(UserError::from)?,
-            )
-        }
+                .hash(&SecretString::from(new_password.clone()))
+                .await?,
+        ),
         None => None,
     };
-    let password_changed = password_hash.is_some();
+    let ends_other_sessions = password_hash.is_some() || email_change.is_some();
     let customer_changed = body.name.is_some() || body.email.is_some();
 
     let txn = state.db.begin_write().await?;
@@ -259,8 +274,15 @@ async fn update_me(
     if let Some(address) = body.address {
         queries::set_address(&*txn, user.id, address).await?;
     }
-    if password_changed {
+    if ends_other_sessions {
         sessions::revoke_all_of_user(&*txn, user.id, Some(user.session_id)).await?;
+    }
+    if let Some(change) = email_change {
+        let told = Deliver {
+            user_id: user.id,
+            event: NotificationEvent::EmailChanged(change),
+        };
+        jobs::enqueue(&txn, NewJob::of(&told)).await?;
     }
     if customer_changed {
         jobs::enqueue(
@@ -275,6 +297,37 @@ async fn update_me(
     txn.commit().await?;
     state.sessions.invalidate_user(user.id).await;
     Ok(Json(view))
+}
+
+/// Checks `given` against the account's password through the sign-in
+/// throttle: the same counters as signing in with the account's email, so a
+/// stolen access token gives no more guesses than the login form.
+async fn check_current_password(
+    state: &AppState,
+    account: &super::user::Model,
+    given: SecretString,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
+    let throttle: &SignInThrottle = &state.sign_in_throttle;
+    let pending = throttle.begin(Account::Email(&account.email), ip).await?;
+    match state
+        .passwords
+        .verify(&given, Some(account.password_hash.clone()))
+        .await
+    {
+        Ok(true) => {
+            pending.succeeded().await;
+            Ok(())
+        }
+        Ok(false) => {
+            pending.failed().await;
+            Err(UserError::WrongCurrentPassword.into())
+        }
+        Err(e) => {
+            pending.unchecked().await;
+            Err(e.into())
+        }
+    }
 }
 
 /// Deletes the caller's account (soft delete) and ends all its sessions.

@@ -143,6 +143,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("ADMIN_PASSWORD", "dashboard-password".into()),
         ("SEED_DEMO_DATA", "false".into()),
         ("RATE_LIMIT_LOGIN", "off".into()),
+        ("RATE_LIMIT_LOGIN_ADDRESS", "off".into()),
+        ("LOGIN_DELAY_MAX", "off".into()),
         ("RATE_LIMIT_REGISTER", "off".into()),
         ("RATE_LIMIT_ORDERS", "off".into()),
         ("PASSWORD_HASH_MEMORY_KIB", "64".into()),
@@ -469,6 +471,17 @@ impl TestApp {
         );
         response.json().await.expect("item body")
     }
+}
+
+/// The settings under which [`from_address`] sets the client address.
+pub const CLIENT_ADDRESS_SETTINGS: &[(&str, &str)] = &[("TRUST_FORWARDED_FOR", "true")];
+
+/// Makes `request` come from client address `ip`, as seen by an app started
+/// with [`CLIENT_ADDRESS_SETTINGS`]: the one place tests say how a client
+/// address reaches the service (one `X-Forwarded-For` entry is the leftmost
+/// and the rightmost alike).
+pub fn from_address(request: RequestBuilder, ip: &str) -> RequestBuilder {
+    request.header("X-Forwarded-For", ip)
 }
 
 /// Reads a problem+json response, checking its shape.

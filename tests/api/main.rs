@@ -26,6 +26,7 @@ mod order_requests;
 mod orders;
 mod pagination;
 mod rate_limits;
+mod sign_in_throttle;
 mod smoke;
 mod stripe_client;
 mod users;

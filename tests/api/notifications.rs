@@ -190,6 +190,7 @@ async fn every_event_has_a_title_and_message_in_both_languages() {
     use dispatch::i18n::{Lang, has_text};
     let events = [
         "auth.login",
+        "account.email_changed",
         "order.created",
         "order.paid",
         "order.processed",

@@ -300,7 +300,15 @@ async fn a_user_changes_their_email_and_signs_in_with_the_new_one() {
     let user = app.register_user().await;
     let new_email = format!("New-Address-{}@Example.com", Uuid::new_v4().simple());
 
-    let body = ok_json(patch_me(&app, &user, &json!({"email": new_email})).await).await;
+    let body = ok_json(
+        patch_me(
+            &app,
+            &user,
+            &json!({"email": new_email, "currentPassword": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
 
     assert_eq!(body["email"], new_email.to_lowercase());
     assert_eq!(
@@ -334,7 +342,7 @@ async fn changing_the_email_to_another_live_users_email_is_409() {
     let response = patch_me(
         &app,
         &user,
-        &json!({"email": other.email.to_uppercase(), "name": "Thief"}),
+        &json!({"email": other.email.to_uppercase(), "name": "Thief", "currentPassword": PASSWORD}),
     )
     .await;
 

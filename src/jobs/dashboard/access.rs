@@ -3,7 +3,9 @@
 //!
 //! Two ways in (docs/spec.md §5.5):
 //! - **HTTP Basic** with the dashboard credentials (`ADMIN_USERNAME` /
-//!   `ADMIN_PASSWORD`), compared in constant time;
+//!   `ADMIN_PASSWORD`), compared in constant time, every attempt counted by
+//!   the sign-in throttle (`auth::throttle`) as one account, so the
+//!   credentials cannot be guessed faster than any password;
 //! - **staff login** at `/admin/queues/login`: an admin's email and password
 //!   start an ordinary session (a row in `sessions`) and its access token is
 //!   kept in an `HttpOnly`, `SameSite=Strict` cookie scoped to
@@ -33,7 +35,9 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::pages;
-use crate::state::AppState;
+use crate::{
+    auth::throttle::Account, http::extract::ClientIp, rate_limit::RetryAfter, state::AppState,
+};
 
 /// The cookie holding a staff member's access token.
 pub const COOKIE: &str = "dispatch_dashboard";
@@ -128,6 +132,8 @@ pub enum Denied {
     },
     /// Credentials that do not hold (wrong password, revoked session, not an admin).
     Refused,
+    /// Too many Basic attempts (sign-in throttle).
+    Throttled(RetryAfter),
     Unavailable,
 }
 
@@ -153,6 +159,18 @@ impl IntoResponse for Denied {
                     .insert(header::WWW_AUTHENTICATE, basic);
                 response
             }
+            Denied::Throttled(RetryAfter(wait)) => {
+                let seconds = wait.as_secs().max(1);
+                let mut response = pages::message(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts",
+                    "Too many sign-in attempts; wait a minute and try again.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                response
+            }
             Denied::Unavailable => pages::message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Unavailable",
@@ -166,8 +184,9 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = Denied;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
-        if let Some(header) = parts.headers.get(header::AUTHORIZATION) {
-            return basic(header, state).ok_or(Denied::Refused);
+        if let Some(header) = parts.headers.get(header::AUTHORIZATION).cloned() {
+            let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
+            return basic(&header, ip, state).await;
         }
         match cookie(&parts.headers, COOKIE) {
             Some(token) => staff(token, state).await,
@@ -178,7 +197,31 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
-fn basic(header: &HeaderValue, state: &AppState) -> Option<Operator> {
+/// Checks Basic credentials through the sign-in throttle: a malformed header
+/// counts as a wrong password.
+async fn basic(
+    header: &HeaderValue,
+    ip: Option<std::net::IpAddr>,
+    state: &AppState,
+) -> Result<Operator, Denied> {
+    let pending = state
+        .sign_in_throttle
+        .begin(Account::DashboardBasic, ip)
+        .await
+        .map_err(Denied::Throttled)?;
+    match basic_credentials(header, state) {
+        Some(operator) => {
+            pending.succeeded().await;
+            Ok(operator)
+        }
+        None => {
+            pending.failed().await;
+            Err(Denied::Refused)
+        }
+    }
+}
+
+fn basic_credentials(header: &HeaderValue, state: &AppState) -> Option<Operator> {
     let encoded = header.to_str().ok()?.strip_prefix("Basic ")?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (username, password) = decoded.split_once(':')?;

@@ -35,7 +35,9 @@ use super::{
     admin::{self, ActionError, JobFilter},
 };
 use crate::{
-    auth::{self, Attempt, Audience, SignInError, SignInServices, sessions},
+    auth::{
+        self, Attempt, Audience, SignInError, SignInServices, password::PasswordError, sessions,
+    },
     http::{extract::ClientIp, pagination::PageRequest},
     state::AppState,
 };
@@ -312,7 +314,7 @@ pub struct LoginForm {
 }
 
 /// Signs an admin in through [`auth::sign_in`], the path behind
-/// `POST /api/v1/auth/login` (same rate limits, same indistinguishable
+/// `POST /api/v1/auth/login` (same throttle, same indistinguishable
 /// failure), and keeps the session's access token in the dashboard cookie.
 async fn login(
     State(state): State<AppState>,
@@ -339,6 +341,12 @@ async fn login(
                 return refused(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many attempts; wait a minute and try again.",
+                );
+            }
+            Err(SignInError::Password(PasswordError::Busy { .. })) => {
+                return refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The service is busy checking passwords; try again in a few seconds.",
                 );
             }
             Err(SignInError::InvalidCredentials) => {
