@@ -20,6 +20,7 @@ mod idempotency;
 mod jobs;
 mod listen;
 mod notifications;
+mod operations;
 mod order_crashes;
 mod order_races;
 mod order_requests;
