@@ -127,6 +127,7 @@ pub async fn build_state_with_clock(
         locks,
         notifications: crate::notifications::hub::NotificationHub::new(),
         metrics: telemetry::metrics_handle(),
+        queue_gauges: health::QueueGauges::default(),
     }))
 }
 
@@ -292,6 +293,7 @@ fn spawn_metrics_upkeep(state: &AppState, shutdown: CancellationToken) {
     });
 }
 
+/// Binds `METRICS_ADDR` and serves `/metrics` there (see [`serve_metrics`]).
 pub async fn spawn_metrics_listener(
     state: AppState,
     address: SocketAddr,
@@ -300,14 +302,19 @@ pub async fn spawn_metrics_listener(
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("binding METRICS_ADDR {address}"))?;
+    serve_metrics(state, listener, shutdown);
+    Ok(())
+}
+
+/// Serves `/metrics`, and nothing else, on `listener` until `shutdown`
+/// fires. No token here: this listener is for a private network (see
+/// `http::health`); the API listener asks for `METRICS_TOKEN`.
+pub fn serve_metrics(state: AppState, listener: TcpListener, shutdown: CancellationToken) {
     let app = Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let state = state.clone();
-            async move {
-                health::record_queue_gauges(&state).await;
-                health::render_metrics(&state)
-            }
+            async move { health::metrics_page(&state).await }
         }),
     );
     tokio::spawn(async move {
@@ -315,7 +322,6 @@ pub async fn spawn_metrics_listener(
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
     });
-    Ok(())
 }
 
 /// Replaces development placeholder secrets by values generated once and
