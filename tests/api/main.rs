@@ -27,6 +27,7 @@ mod order_requests;
 mod orders;
 mod pagination;
 mod rate_limits;
+mod revocation;
 mod smoke;
 mod stripe_client;
 mod users;
