@@ -10,7 +10,7 @@ use validator::Validate;
 
 use super::{
     UserError,
-    email::Email,
+    email::{Email, validate_email},
     language::Language,
     queries::{self, NewUser, UserChanges},
     role::Role,
@@ -41,7 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct RegisterRequest {
     #[validate(custom(function = "person_name"))]
     pub name: String,
-    #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
+    #[validate(custom(function = "validate_email"))]
     #[schema(example = "shopper@example.com")]
     pub email: String,
     /// 8 to 128 characters.
@@ -173,7 +173,7 @@ async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
 pub struct UpdateMeRequest {
     #[validate(custom(function = "person_name"))]
     pub name: Option<String>,
-    #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
+    #[validate(custom(function = "validate_email"))]
     pub email: Option<String>,
     pub language: Option<Language>,
     /// An address replaces the current one; `null` removes it.
