@@ -106,7 +106,8 @@ pub fn sqlite_files(database: &Path) -> Vec<PathBuf> {
     files
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 

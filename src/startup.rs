@@ -101,11 +101,7 @@ pub async fn build_state_with_clock(
     let passwords =
         PasswordHasher::new(config.password_hash_memory_kib).context("PASSWORD_HASH_MEMORY_KIB")?;
     let gateway = crate::payments::gateway_from_config(&config).context("payment gateway")?;
-    let sessions = SessionGate::new(
-        Arc::clone(&cache),
-        config.cache_ttl,
-        config.request_timeout,
-    );
+    let sessions = SessionGate::new(Arc::clone(&cache), config.cache_ttl, config.request_timeout);
     // After-commit effects: what a committed change makes stale.
     db.on_commit(
         crate::catalog::STOCK_CHANGED,

@@ -265,7 +265,10 @@ fn production_refuses_each_weak_secret_with_one_line() {
             "ADMIN_PASSWORD: a development placeholder (dev-only-…) is refused in production",
         ),
         (
-            &[("STRIPE_WEBHOOK_SECRETS", "whsec_new,sk_live_pasted_by_mistake")],
+            &[(
+                "STRIPE_WEBHOOK_SECRETS",
+                "whsec_new,sk_live_pasted_by_mistake",
+            )],
             "STRIPE_WEBHOOK_SECRETS: entry 2 does not start with whsec_ (Stripe's signing secrets do)",
         ),
         (

@@ -159,7 +159,11 @@ async fn probe<E: std::fmt::Display>(
             Check::Down
         }
         Err(_) => {
-            tracing::warn!(dependency, timeout_ms = PROBE_TIMEOUT.as_millis() as u64, "readiness probe got no answer");
+            tracing::warn!(
+                dependency,
+                timeout_ms = PROBE_TIMEOUT.as_millis() as u64,
+                "readiness probe got no answer"
+            );
             Check::Down
         }
     }
@@ -179,10 +183,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         return Err(ApiError::not_found());
     };
     if !bearer_matches(&headers, token) {
-        return Err(ApiError::unauthorized().with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        ));
+        return Err(ApiError::unauthorized()
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
     }
     Ok(metrics_page(&state).await.into_response())
 }
@@ -299,7 +301,11 @@ mod tests {
             (Down, Some(Down), ReadyStatus::Down),
         ];
         for (database, redis, status) in cases {
-            assert_eq!(Readiness::of(database, redis).status, status, "{database:?} {redis:?}");
+            assert_eq!(
+                Readiness::of(database, redis).status,
+                status,
+                "{database:?} {redis:?}"
+            );
         }
         assert_eq!(Readiness::of(Down, Some(Down)).down(), "database, redis");
     }
@@ -312,10 +318,22 @@ mod tests {
             headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
             headers
         };
-        assert!(bearer_matches(&with("Bearer metrics-token-0123456789abcdef-0123"), &token));
-        assert!(!bearer_matches(&with("Bearer metrics-token-0123456789abcdef-012"), &token));
-        assert!(!bearer_matches(&with("Basic metrics-token-0123456789abcdef-0123"), &token));
-        assert!(!bearer_matches(&with("metrics-token-0123456789abcdef-0123"), &token));
+        assert!(bearer_matches(
+            &with("Bearer metrics-token-0123456789abcdef-0123"),
+            &token
+        ));
+        assert!(!bearer_matches(
+            &with("Bearer metrics-token-0123456789abcdef-012"),
+            &token
+        ));
+        assert!(!bearer_matches(
+            &with("Basic metrics-token-0123456789abcdef-0123"),
+            &token
+        ));
+        assert!(!bearer_matches(
+            &with("metrics-token-0123456789abcdef-0123"),
+            &token
+        ));
         assert!(!bearer_matches(&HeaderMap::new(), &token));
     }
 }

@@ -148,7 +148,11 @@ async fn queue_gauges_are_computed_at_most_once_per_interval_whatever_the_scrape
     for _ in 0..5 {
         scrape().await;
     }
-    assert_eq!(gauges.times_computed(), 1, "scrapes within the interval share one");
+    assert_eq!(
+        gauges.times_computed(),
+        1,
+        "scrapes within the interval share one"
+    );
 
     // The test app's clock is manual: only this moves it.
     app.state

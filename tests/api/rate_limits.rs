@@ -1,7 +1,7 @@
 //! Rate limits on login and registration (docs/spec.md §6.7), and the health and
 //! metrics endpoints.
 
-use crate::helpers::{PASSWORD, TestApp, problem, spawn_app, spawn_app_with};
+use crate::helpers::{PASSWORD, TestApp, problem, spawn_app_with};
 use dispatch::users::{
     email::Email,
     language::Language,

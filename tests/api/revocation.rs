@@ -89,7 +89,10 @@ async fn a_failed_invalidation_does_not_leave_a_logged_out_session_live() {
     assert_eq!(gate.unconfirmed_users(), 1);
 
     // The cached entry still says live; the gate must not believe it.
-    assert!(!check().await, "a logged-out session checked after a failed invalidation");
+    assert!(
+        !check().await,
+        "a logged-out session checked after a failed invalidation"
+    );
     assert!(!check().await, "and again while the cache keeps failing");
     assert_eq!(gate.unconfirmed_users(), 1);
 
