@@ -76,8 +76,8 @@ USER 10001:10001
 # only matters for the embedded SQLite setup.
 ENV BIND_ADDR=0.0.0.0:3000
 
-# 3000: the HTTP API (and /metrics). 9100: /metrics of worker processes,
-# when METRICS_ADDR=0.0.0.0:9100 is set.
+# 3000: the HTTP API (/metrics there only with METRICS_TOKEN). 9100:
+# /metrics of api and worker processes, when METRICS_ADDR=0.0.0.0:9100 is set.
 EXPOSE 3000 9100
 
 # `dispatch healthcheck` GETs /health/ready on BIND_ADDR (no curl in the

@@ -30,8 +30,10 @@ pub trait Cache: Send + Sync + 'static {
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration);
     /// The current generation of a namespace (0 when unknown).
     async fn generation(&self, namespace: &str) -> Option<u64>;
-    /// Moves a namespace to a new generation, orphaning its entries.
-    async fn bump(&self, namespace: &str);
+    /// Moves a namespace to a new generation, orphaning its entries. False
+    /// when the store did not confirm it (Redis unreachable): the entries
+    /// may still be served until their TTL ends.
+    async fn bump(&self, namespace: &str) -> bool;
 }
 
 pub type SharedCache = Arc<dyn Cache>;
@@ -84,9 +86,10 @@ impl Cache for MemoryCache {
         Some(self.counter(namespace).load(Ordering::Acquire))
     }
 
-    async fn bump(&self, namespace: &str) {
+    async fn bump(&self, namespace: &str) -> bool {
         let next = self.next_generation();
         self.counter(namespace).fetch_max(next, Ordering::AcqRel);
+        true
     }
 }
 
@@ -139,13 +142,17 @@ impl Cache for RedisCache {
         }
     }
 
-    async fn bump(&self, namespace: &str) {
+    async fn bump(&self, namespace: &str) -> bool {
         let mut connection = self.kv.connection();
-        if let Err(e) = connection
+        match connection
             .incr::<_, _, u64>(self.kv.key(&format!("gen:{namespace}")), 1)
             .await
         {
-            tracing::warn!(error = %e, cache.namespace = namespace, "cache invalidation failed; entries expire by TTL");
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, cache.namespace = namespace, "cache invalidation failed; entries expire by TTL");
+                false
+            }
         }
     }
 }

@@ -53,6 +53,8 @@ pub mod orders;
 pub mod pagination;
 /// Payments, the provider side: gateway (Stripe or simulated), payment and refund records, webhook verification.
 pub mod payments;
+/// Owner-only files and folders (the SQLite database, development secrets) and the start-up check of their modes.
+pub mod private_files;
 /// Rate limits (Redis or in-process) behind one interface.
 pub mod rate_limit;
 /// Application start-up: state, router, listeners, graceful shutdown.

@@ -34,6 +34,7 @@ use crate::{
     },
     kv::Kv,
     locks::{MemoryLocks, RedisLocks, SharedLocks},
+    private_files,
     rate_limit::{Limit, MemoryRateLimiter, Quotas, RedisRateLimiter, SharedRateLimiter},
     state::{AppState, Services},
     telemetry,
@@ -74,6 +75,7 @@ pub async fn build_state_with_clock(
         }
     }
     let db = db.with_clock(clock);
+    warn_about_private_files_open_to_others(&config);
     let kv = match &config.redis_url {
         Some(url) => Some(Kv::connect(url, &config.redis_key_prefix).context("REDIS_URL")?),
         None => None,
@@ -120,7 +122,7 @@ pub async fn build_state_with_clock(
         config.login_delay,
     );
     let gateway = crate::payments::gateway_from_config(&config).context("payment gateway")?;
-    let sessions = SessionGate::new(Arc::clone(&cache), config.cache_ttl);
+    let sessions = SessionGate::new(Arc::clone(&cache), config.cache_ttl, config.request_timeout);
     // After-commit effects: what a committed change makes stale.
     db.on_commit(
         crate::catalog::STOCK_CHANGED,
@@ -147,6 +149,7 @@ pub async fn build_state_with_clock(
         locks,
         notifications: crate::notifications::hub::NotificationHub::new(),
         metrics: telemetry::metrics_handle(),
+        queue_gauges: health::QueueGauges::default(),
     }))
 }
 
@@ -312,6 +315,7 @@ fn spawn_metrics_upkeep(state: &AppState, shutdown: CancellationToken) {
     });
 }
 
+/// Binds `METRICS_ADDR` and serves `/metrics` there (see [`serve_metrics`]).
 pub async fn spawn_metrics_listener(
     state: AppState,
     address: SocketAddr,
@@ -320,14 +324,19 @@ pub async fn spawn_metrics_listener(
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("binding METRICS_ADDR {address}"))?;
+    serve_metrics(state, listener, shutdown);
+    Ok(())
+}
+
+/// Serves `/metrics`, and nothing else, on `listener` until `shutdown`
+/// fires. No token here: this listener is for a private network (see
+/// `http::health`); the API listener asks for `METRICS_TOKEN`.
+pub fn serve_metrics(state: AppState, listener: TcpListener, shutdown: CancellationToken) {
     let app = Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let state = state.clone();
-            async move {
-                health::record_queue_gauges(&state).await;
-                health::render_metrics(&state)
-            }
+            async move { health::metrics_page(&state).await }
         }),
     );
     tokio::spawn(async move {
@@ -335,14 +344,22 @@ pub async fn spawn_metrics_listener(
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
     });
-    Ok(())
 }
 
 /// Replaces development placeholder secrets by values generated once and
-/// kept in `DATA_DIR/secrets/`, so tokens survive restarts. Production never
-/// gets here with a placeholder (configuration refuses it).
+/// kept in `DATA_DIR/secrets/` (folder 0700, files 0600), so tokens survive
+/// restarts. Never in production: configuration refuses placeholders there,
+/// and should one get through anyway, start-up stops rather than swap a
+/// secret for a generated one.
 fn resolve_development_secrets(config: &mut Config) -> anyhow::Result<()> {
-    let folder = config.data_dir.join("secrets");
+    if config.is_production() {
+        anyhow::ensure!(
+            !has_development_placeholder(config),
+            "a development placeholder secret reached production start-up"
+        );
+        return Ok(());
+    }
+    let folder = secrets_folder(config);
     let resolve = |secret: &mut SecretString, name: &str| -> anyhow::Result<bool> {
         if !config::is_development_placeholder(secret, name) {
             return Ok(false);
@@ -351,10 +368,11 @@ fn resolve_development_secrets(config: &mut Config) -> anyhow::Result<()> {
         let (value, created) = match std::fs::read_to_string(&path) {
             Ok(value) if !value.trim().is_empty() => (value.trim().to_owned(), false),
             _ => {
-                std::fs::create_dir_all(&folder)
+                private_files::create_folder(&folder)
                     .with_context(|| format!("creating {}", folder.display()))?;
                 let value = random_secret();
-                write_private(&path, &value)?;
+                private_files::write(&path, &value)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 (value, true)
             }
         };
@@ -379,25 +397,45 @@ fn resolve_development_secrets(config: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn has_development_placeholder(config: &Config) -> bool {
+    let named = [
+        (&config.jwt_access_secret, "jwt_access_secret"),
+        (&config.jwt_refresh_secret, "jwt_refresh_secret"),
+        (&config.admin_password, "admin_password"),
+    ];
+    named
+        .into_iter()
+        .chain(
+            config
+                .stripe_webhook_secrets
+                .iter()
+                .map(|s| (s, "stripe_webhook_secret")),
+        )
+        .any(|(secret, name)| config::is_development_placeholder(secret, name))
+}
+
+fn secrets_folder(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("secrets")
+}
+
+/// Warns, once at start-up, about the database files and the secrets folder
+/// when other users may read them (see `private_files`).
+fn warn_about_private_files_open_to_others(config: &Config) {
+    use secrecy::ExposeSecret;
+    let mut paths = db::sqlite_path(config.database_url.expose_secret())
+        .map(|database| private_files::sqlite_files(&database))
+        .unwrap_or_default();
+    let folder = secrets_folder(config);
+    if let Ok(entries) = std::fs::read_dir(&folder) {
+        paths.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+    }
+    paths.push(folder);
+    private_files::warn_if_open_to_others(paths);
+}
+
 fn random_secret() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
-}
-
-fn write_private(path: &std::path::Path, value: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(value.as_bytes())?;
-    Ok(())
 }

@@ -43,6 +43,8 @@ pub struct Services {
     /// Fan-out of new notifications to this process's live streams.
     pub notifications: NotificationHub,
     pub metrics: PrometheusHandle,
+    /// When the job-queue gauges of `/metrics` were last computed.
+    pub queue_gauges: crate::http::health::QueueGauges,
 }
 
 impl AppState {

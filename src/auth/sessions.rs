@@ -7,6 +7,19 @@
 //! so a logout, a role change or a deletion takes effect on the next request,
 //! in every process sharing the cache. The database stays the source of
 //! truth: a cache miss or outage reads it.
+//!
+//! Revocation never rests on a cache write succeeding. When the bump fails
+//! (Redis unreachable, or a write lost), the entries cached before it would
+//! still say "live" until their TTL ends; so the user is marked
+//! *unconfirmed* in this process and their session checks read the database,
+//! skipping the cache, until a later bump of theirs succeeds (each check
+//! retries it) or until no entry written before the failure can still exist:
+//! entries live `CACHE_TTL`, and one written by a request that read the
+//! database before the change is written within `REQUEST_TIMEOUT` (the
+//! timeout layer drops the request otherwise). Other processes read Redis:
+//! if Redis is down for them too they read the database; a failure seen by
+//! this process only (a partition) leaves them the TTL, the limit documented
+//! in docs/operations.md.
 
 use std::time::Duration;
 
@@ -46,6 +59,9 @@ impl SessionState {
 pub struct SessionGate {
     cache: SharedCache,
     ttl: Duration,
+    /// Users whose last invalidation the cache did not confirm; entries
+    /// expire when no stale cache entry can remain (see the module's doc).
+    unconfirmed: moka::sync::Cache<Uuid, ()>,
 }
 
 fn namespace(user_id: Uuid) -> String {
@@ -53,8 +69,16 @@ fn namespace(user_id: Uuid) -> String {
 }
 
 impl SessionGate {
-    pub fn new(cache: SharedCache, ttl: Duration) -> Self {
-        Self { cache, ttl }
+    /// `ttl`: how long a check stays cached (`CACHE_TTL`);
+    /// `request_timeout`: how long a request may run (`REQUEST_TIMEOUT`).
+    pub fn new(cache: SharedCache, ttl: Duration, request_timeout: Duration) -> Self {
+        Self {
+            cache,
+            ttl,
+            unconfirmed: moka::sync::Cache::builder()
+                .time_to_live(ttl.saturating_add(request_timeout))
+                .build(),
+        }
     }
 
     /// The state of session `session_id` of `user_id`; `None` if it does not exist.
@@ -64,6 +88,9 @@ impl SessionGate {
         user_id: Uuid,
         session_id: Uuid,
     ) -> Result<Option<SessionState>, DbErr> {
+        if self.unconfirmed.contains_key(&user_id) && !self.confirm(user_id).await {
+            return load_state(db, session_id).await;
+        }
         read_through(
             self.cache.as_ref(),
             &namespace(user_id),
@@ -77,7 +104,30 @@ impl SessionGate {
     /// Call after committing any change to a user's sessions, role, language
     /// or existence.
     pub async fn invalidate_user(&self, user_id: Uuid) {
-        self.cache.bump(&namespace(user_id)).await;
+        if !self.confirm(user_id).await {
+            tracing::warn!(
+                user.id = %user_id,
+                "session invalidation not confirmed by the cache; this user's session checks read the database"
+            );
+        }
+    }
+
+    /// Bumps the user's generation; true once the cache confirmed it (the
+    /// user is then no longer unconfirmed), false after marking them so.
+    async fn confirm(&self, user_id: Uuid) -> bool {
+        let confirmed = self.cache.bump(&namespace(user_id)).await;
+        if confirmed {
+            self.unconfirmed.invalidate(&user_id);
+        } else {
+            self.unconfirmed.insert(user_id, ());
+        }
+        confirmed
+    }
+
+    /// How many users' invalidations are still unconfirmed in this process.
+    pub fn unconfirmed_users(&self) -> u64 {
+        self.unconfirmed.run_pending_tasks();
+        self.unconfirmed.entry_count()
     }
 }
 

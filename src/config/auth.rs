@@ -20,6 +20,12 @@ const DEVELOPMENT_SECRET_MARKER: &str = "dev-only-";
 /// Argon2id memory cost recommended by OWASP; production refuses less.
 const PRODUCTION_MIN_HASH_MEMORY_KIB: u32 = 19456;
 
+/// Shortest dashboard password production accepts. The dashboard's Basic
+/// credentials guard pausing queues and reading every job payload, and an
+/// operator types them rarely: 16 characters costs nothing and puts an
+/// online guess out of reach even before the sign-in throttling.
+const PRODUCTION_MIN_ADMIN_PASSWORD_CHARS: usize = 16;
+
 const JWT_ACCESS_SECRET: Setting = Setting {
     env: "JWT_ACCESS_SECRET",
     default: Derived("development: generated once into DATA_DIR/secrets/"),
@@ -88,7 +94,7 @@ const ADMIN_USERNAME: Setting = Setting {
 const ADMIN_PASSWORD: Setting = Setting {
     env: "ADMIN_PASSWORD",
     default: Derived("development: generated, printed once, kept in DATA_DIR/secrets/"),
-    doc: "dashboard password (required in production)",
+    doc: "dashboard password (required in production, at least 16 characters)",
 };
 
 pub(super) const SETTINGS: &[&Setting] = &[
@@ -173,6 +179,14 @@ fn duration_or_off(v: &str) -> Result<Duration, String> {
 pub(super) fn read(r: &mut Reader, production: bool) -> Option<Auth> {
     let jwt_access_secret = signing_secret(r, &JWT_ACCESS_SECRET, production);
     let jwt_refresh_secret = signing_secret(r, &JWT_REFRESH_SECRET, production);
+    // One key signing both kinds would let a leaked key of either forge the
+    // other; the token-type claim alone is then the only thing keeping them apart.
+    if production
+        && let (Some(access), Some(refresh)) = (&jwt_access_secret, &jwt_refresh_secret)
+        && access.expose_secret() == refresh.expose_secret()
+    {
+        r.problem("JWT_REFRESH_SECRET: must differ from JWT_ACCESS_SECRET in production");
+    }
     let jwt_access_ttl = r.duration(&JWT_ACCESS_TTL);
     let jwt_refresh_ttl = r.duration(&JWT_REFRESH_TTL);
 
@@ -199,14 +213,7 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Auth> {
     let login_delay_max = r.parse(&LOGIN_DELAY_MAX, duration_or_off);
 
     let admin_username = r.text_or_default(&ADMIN_USERNAME);
-    let admin_password = match r.secret(&ADMIN_PASSWORD) {
-        Some(secret) => Some(secret),
-        None if production => {
-            r.problem("ADMIN_PASSWORD: required in production (dashboard Basic credentials)");
-            None
-        }
-        None => Some(generated_development_secret("admin_password")),
-    };
+    let admin_password = admin_password(r, production);
 
     Some(Auth {
         jwt_access_secret: jwt_access_secret?,
@@ -238,20 +245,10 @@ fn signing_secret(
 ) -> Option<SecretString> {
     let name = setting.env;
     match r.secret(setting) {
+        Some(secret) if production && refuse_placeholder(r, name, &secret) => None,
         Some(secret) if production && secret.expose_secret().len() < 32 => {
             r.problem(format!(
                 "{name}: must be at least 32 characters in production"
-            ));
-            None
-        }
-        Some(secret)
-            if production
-                && secret
-                    .expose_secret()
-                    .starts_with(DEVELOPMENT_SECRET_MARKER) =>
-        {
-            r.problem(format!(
-                "{name}: a development secret is refused in production"
             ));
             None
         }
@@ -262,6 +259,49 @@ fn signing_secret(
         }
         None => Some(generated_development_secret(&name.to_ascii_lowercase())),
     }
+}
+
+/// The dashboard's Basic password: required and at least
+/// [`PRODUCTION_MIN_ADMIN_PASSWORD_CHARS`] long in production; generated
+/// once in development.
+fn admin_password(r: &mut Reader, production: bool) -> Option<SecretString> {
+    let name = ADMIN_PASSWORD.env;
+    match r.secret(&ADMIN_PASSWORD) {
+        Some(secret) if production && refuse_placeholder(r, name, &secret) => None,
+        Some(secret)
+            if production
+                && secret.expose_secret().chars().count() < PRODUCTION_MIN_ADMIN_PASSWORD_CHARS =>
+        {
+            r.problem(format!(
+                "{name}: must be at least {PRODUCTION_MIN_ADMIN_PASSWORD_CHARS} characters in production"
+            ));
+            None
+        }
+        Some(secret) => Some(secret),
+        None if production => {
+            r.problem(format!(
+                "{name}: required in production (dashboard Basic credentials)"
+            ));
+            None
+        }
+        None => Some(generated_development_secret("admin_password")),
+    }
+}
+
+/// Records a problem and answers true when `secret` is a development
+/// placeholder (`dev-only-…`), given explicitly. Production must never reach
+/// `startup`'s generation of development secrets: it would silently swap the
+/// value for a generated one (and print the dashboard password).
+pub(super) fn refuse_placeholder(r: &mut Reader, name: &str, secret: &SecretString) -> bool {
+    let placeholder = secret
+        .expose_secret()
+        .starts_with(DEVELOPMENT_SECRET_MARKER);
+    if placeholder {
+        r.problem(format!(
+            "{name}: a development placeholder ({DEVELOPMENT_SECRET_MARKER}…) is refused in production"
+        ));
+    }
+    placeholder
 }
 
 /// Marks a secret that `startup::resolve_development_secrets` must replace with

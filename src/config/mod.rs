@@ -79,6 +79,9 @@ pub struct Config {
     /// When set, `/metrics` is also served on this address (worker processes,
     /// which have no API listener, serve it only there).
     pub metrics_addr: Option<SocketAddr>,
+    /// When set, `/metrics` is served on the API listener to requests
+    /// carrying `Authorization: Bearer <token>`; when unset, not at all there.
+    pub metrics_token: Option<SecretString>,
     pub database_url: SecretString,
     pub db_max_connections: u32,
     pub redis_url: Option<SecretString>,
@@ -223,6 +226,7 @@ impl Config {
             environment: environment?,
             bind_addr: server.bind_addr,
             metrics_addr: server.metrics_addr,
+            metrics_token: server.metrics_token,
             cors_origins: server.cors_origins,
             request_timeout: server.request_timeout,
             body_limit_bytes: server.body_limit_bytes,

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    auth::generated_development_secret,
+    auth::{generated_development_secret, refuse_placeholder},
     settings::{
         DefaultValue::{Derived, Text, Unset},
         Reader, Setting, parse_duration, split_list,
@@ -75,6 +75,29 @@ pub(super) struct Payments {
     pub simulated_decline_suffix: String,
 }
 
+/// Stripe signs webhooks with secrets it issues as `whsec_…`; anything else
+/// is a pasted API key or a placeholder, and every webhook would be refused
+/// (or, worse, a guessable value would be accepted).
+const STRIPE_WEBHOOK_SECRET_PREFIX: &str = "whsec_";
+
+fn check_stripe_webhook_secrets(r: &mut Reader, secrets: &[SecretString]) {
+    let name = STRIPE_WEBHOOK_SECRETS.env;
+    for (index, secret) in secrets.iter().enumerate() {
+        if refuse_placeholder(r, name, secret) {
+            continue;
+        }
+        if !secret
+            .expose_secret()
+            .starts_with(STRIPE_WEBHOOK_SECRET_PREFIX)
+        {
+            r.problem(format!(
+                "{name}: entry {} does not start with {STRIPE_WEBHOOK_SECRET_PREFIX} (Stripe's signing secrets do)",
+                index + 1
+            ));
+        }
+    }
+}
+
 pub(super) fn read(r: &mut Reader, production: bool) -> Option<Payments> {
     let payment_gateway = r.parse(&PAYMENT_GATEWAY, |v| match v {
         "simulated" => Ok(GatewayKind::Simulated),
@@ -107,6 +130,9 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Payments> {
             }
             if stripe_webhook_secrets.is_empty() {
                 r.problem("STRIPE_WEBHOOK_SECRETS: required when PAYMENT_GATEWAY=stripe");
+            }
+            if production {
+                check_stripe_webhook_secrets(r, &stripe_webhook_secrets);
             }
         }
         None => {}

@@ -2,6 +2,9 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use secrecy::{ExposeSecret, SecretString};
+
+use super::auth::refuse_placeholder;
 use super::settings::{
     DefaultValue::{Derived, Text, Unset},
     Reader, Setting, parse_bool, parse_number, parse_socket_addr, split_list,
@@ -32,7 +35,12 @@ const BIND_ADDR: Setting = Setting {
 const METRICS_ADDR: Setting = Setting {
     env: "METRICS_ADDR",
     default: Unset,
-    doc: "also serve /metrics on this address",
+    doc: "serve /metrics without authentication on this (private) address",
+};
+const METRICS_TOKEN: Setting = Setting {
+    env: "METRICS_TOKEN",
+    default: Unset,
+    doc: "bearer token for /metrics on the API listener (unset: not served there); production requires it unless METRICS_ADDR is set",
 };
 const CORS_ORIGINS: Setting = Setting {
     env: "CORS_ORIGINS",
@@ -69,6 +77,7 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &DISPATCH_ENV,
     &BIND_ADDR,
     &METRICS_ADDR,
+    &METRICS_TOKEN,
     &CORS_ORIGINS,
     &REQUEST_TIMEOUT,
     &BODY_LIMIT,
@@ -89,6 +98,7 @@ pub(super) fn environment(r: &mut Reader) -> Option<Environment> {
 pub(super) struct Server {
     pub bind_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
+    pub metrics_token: Option<SecretString>,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
@@ -100,6 +110,7 @@ pub(super) struct Server {
 pub(super) fn read(r: &mut Reader, production: bool) -> Option<Server> {
     let bind_addr = r.parse(&BIND_ADDR, parse_socket_addr);
     let metrics_addr = r.parse_optional(&METRICS_ADDR, parse_socket_addr);
+    let metrics_token = metrics_token(r, production, matches!(metrics_addr, Some(Some(_))));
 
     let cors_origins: Vec<String> = split_list(&r.text_or_default(&CORS_ORIGINS))
         .map(str::to_owned)
@@ -129,6 +140,7 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Server> {
     Some(Server {
         bind_addr: bind_addr?,
         metrics_addr: metrics_addr?,
+        metrics_token: metrics_token?,
         cors_origins,
         request_timeout: request_timeout?,
         body_limit_bytes: body_limit_bytes?,
@@ -136,4 +148,41 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Server> {
         log_format: log_format?,
         log_level,
     })
+}
+
+/// Shortest metrics token production accepts (it is compared in constant
+/// time, but a short one could still be guessed online).
+const PRODUCTION_MIN_METRICS_TOKEN_CHARS: usize = 32;
+
+/// The bearer token of `/metrics` on the API listener. Production requires
+/// one unless `METRICS_ADDR` serves the metrics on a listener of their own:
+/// the API listener is public, and queue depths, routes and error rates are
+/// not for everyone. `METRICS_ADDR` itself asks for no token; it is meant
+/// for a private network (see docs/operations.md).
+fn metrics_token(
+    r: &mut Reader,
+    production: bool,
+    has_metrics_addr: bool,
+) -> Option<Option<SecretString>> {
+    let name = METRICS_TOKEN.env;
+    match r.secret(&METRICS_TOKEN) {
+        Some(token) if production && refuse_placeholder(r, name, &token) => None,
+        Some(token)
+            if production
+                && token.expose_secret().chars().count() < PRODUCTION_MIN_METRICS_TOKEN_CHARS =>
+        {
+            r.problem(format!(
+                "{name}: must be at least {PRODUCTION_MIN_METRICS_TOKEN_CHARS} characters in production"
+            ));
+            None
+        }
+        Some(token) => Some(Some(token)),
+        None if production && !has_metrics_addr => {
+            r.problem(format!(
+                "{name}: required in production unless METRICS_ADDR serves /metrics on a private listener"
+            ));
+            None
+        }
+        None => Some(None),
+    }
 }

@@ -206,3 +206,120 @@ fn the_readme_configuration_table_lists_exactly_the_settings_with_their_defaults
         }
     }
 }
+
+/// A production configuration that passes, for tests that change one value.
+fn production_pairs() -> Vec<(&'static str, String)> {
+    vec![
+        ("DISPATCH_ENV", "production".into()),
+        ("DATABASE_URL", "postgres://dispatch@db/dispatch".into()),
+        ("JWT_ACCESS_SECRET", "a".repeat(32)),
+        ("JWT_REFRESH_SECRET", "r".repeat(32)),
+        ("ADMIN_PASSWORD", "sixteen-chars-ok".into()),
+        ("PAYMENT_GATEWAY", "stripe".into()),
+        ("STRIPE_SECRET_KEY", "sk_test_123".into()),
+        ("STRIPE_WEBHOOK_SECRETS", "whsec_abc".into()),
+        ("METRICS_TOKEN", "m".repeat(32)),
+    ]
+}
+
+/// The problems of the production configuration with `changes` applied.
+fn production_problems(changes: &[(&'static str, &str)]) -> Vec<String> {
+    let mut pairs = production_pairs();
+    for (name, value) in changes {
+        pairs.retain(|(n, _)| n != name);
+        pairs.push((name, (*value).to_owned()));
+    }
+    match Config::from_pairs(pairs) {
+        Ok(_) => Vec::new(),
+        Err(err) => err.problems,
+    }
+}
+
+#[test]
+fn the_production_baseline_of_these_tests_is_accepted() {
+    assert_eq!(production_problems(&[]), Vec::<String>::new());
+}
+
+#[test]
+fn production_refuses_each_weak_secret_with_one_line() {
+    let placeholder = "dev-only-jwt_access_secret-padded-to-32-characters";
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("JWT_ACCESS_SECRET", placeholder)],
+            "JWT_ACCESS_SECRET: a development placeholder (dev-only-…) is refused in production",
+        ),
+        (
+            &[("JWT_REFRESH_SECRET", "short")],
+            "JWT_REFRESH_SECRET: must be at least 32 characters in production",
+        ),
+        (
+            &[("JWT_REFRESH_SECRET", &"a".repeat(32))],
+            "JWT_REFRESH_SECRET: must differ from JWT_ACCESS_SECRET in production",
+        ),
+        (
+            &[("ADMIN_PASSWORD", "fifteen-chars!!")],
+            "ADMIN_PASSWORD: must be at least 16 characters in production",
+        ),
+        (
+            &[("ADMIN_PASSWORD", "dev-only-admin_password")],
+            "ADMIN_PASSWORD: a development placeholder (dev-only-…) is refused in production",
+        ),
+        (
+            &[(
+                "STRIPE_WEBHOOK_SECRETS",
+                "whsec_new,sk_live_pasted_by_mistake",
+            )],
+            "STRIPE_WEBHOOK_SECRETS: entry 2 does not start with whsec_ (Stripe's signing secrets do)",
+        ),
+        (
+            &[("METRICS_TOKEN", "")],
+            "METRICS_TOKEN: required in production unless METRICS_ADDR serves /metrics on a private listener",
+        ),
+        (
+            &[("METRICS_TOKEN", "short")],
+            "METRICS_TOKEN: must be at least 32 characters in production",
+        ),
+        (
+            &[("STRIPE_WEBHOOK_SECRETS", "dev-only-stripe_webhook_secret")],
+            "STRIPE_WEBHOOK_SECRETS: a development placeholder (dev-only-…) is refused in production",
+        ),
+    ];
+    for (changes, line) in cases {
+        assert_eq!(production_problems(changes), [*line], "{changes:?}");
+    }
+}
+
+#[test]
+fn development_accepts_what_production_refuses() {
+    let config = Config::from_pairs([
+        ("JWT_ACCESS_SECRET", "same".into()),
+        ("JWT_REFRESH_SECRET", "same".into()),
+        ("ADMIN_PASSWORD", "a".into()),
+    ])
+    .unwrap();
+    assert_eq!(config.environment, Environment::Development);
+}
+
+#[test]
+fn production_generates_no_development_secret() {
+    // Every secret left out is a problem of its own, never a generated placeholder.
+    let problems = production_problems(&[
+        ("JWT_ACCESS_SECRET", ""),
+        ("JWT_REFRESH_SECRET", ""),
+        ("ADMIN_PASSWORD", ""),
+    ]);
+    assert_eq!(
+        problems,
+        [
+            "JWT_ACCESS_SECRET: required in production",
+            "JWT_REFRESH_SECRET: required in production",
+            "ADMIN_PASSWORD: required in production (dashboard Basic credentials)",
+        ]
+    );
+}
+
+#[test]
+fn production_needs_no_metrics_token_when_metrics_have_their_own_listener() {
+    let problems = production_problems(&[("METRICS_TOKEN", ""), ("METRICS_ADDR", "0.0.0.0:9100")]);
+    assert_eq!(problems, Vec::<String>::new());
+}

@@ -28,7 +28,7 @@ pub use self::{
 };
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, atomic::AtomicU32},
     time::Duration,
 };
@@ -134,11 +134,8 @@ impl Database {
     }
 
     async fn connect_sqlite(url: &str, max_connections: u32) -> Result<Self, DbErr> {
-        if let Some(parent) = sqlite_path(url).and_then(|p| p.parent().map(PathBuf::from))
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(&parent)
-                .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", parent.display())))?;
+        if let Some(path) = sqlite_path(url) {
+            create_private_sqlite_file(&path)?;
         }
         let mut options = ConnectOptions::new(url.to_owned());
         options
@@ -293,6 +290,21 @@ impl Database {
     pub async fn close(self) {
         let _ = self.connection.close().await;
     }
+}
+
+/// Creates the database file (and its folder) owner-only before SQLite
+/// would create it world-readable; its `-wal` and `-shm` take the same mode
+/// (see `private_files`).
+fn create_private_sqlite_file(path: &Path) -> Result<(), DbErr> {
+    let cannot = |what: &Path, e: std::io::Error| {
+        DbErr::Custom(format!("cannot create {}: {e}", what.display()))
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        crate::private_files::create_folder(parent).map_err(|e| cannot(parent, e))?;
+    }
+    crate::private_files::create_file_if_missing(path).map_err(|e| cannot(path, e))
 }
 
 /// The file behind a `sqlite://` URL, if it names one.

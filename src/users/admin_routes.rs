@@ -15,7 +15,7 @@ use validator::Validate;
 
 use super::{
     UserError,
-    email::Email,
+    email::{Email, validate_email},
     language::Language,
     queries::{self, UserChanges, UserFilter},
     role::Role,
@@ -94,7 +94,7 @@ async fn list_users(
 pub struct CreateUserRequest {
     #[validate(custom(function = "person_name"))]
     pub name: String,
-    #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
+    #[validate(custom(function = "validate_email"))]
     pub email: String,
     #[validate(custom(function = "password_rules"))]
     #[schema(format = Password)]
@@ -182,7 +182,7 @@ async fn get_user(
 pub struct AdminUpdateUserRequest {
     #[validate(custom(function = "person_name"))]
     pub name: Option<String>,
-    #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
+    #[validate(custom(function = "validate_email"))]
     pub email: Option<String>,
     /// Must be below the caller's own level.
     pub role: Option<Role>,

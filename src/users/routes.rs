@@ -10,7 +10,7 @@ use validator::Validate;
 
 use super::{
     UserError,
-    email::Email,
+    email::{Email, validate_email},
     language::Language,
     queries::{self, NewUser, UserChanges},
     role::Role,
@@ -49,7 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct RegisterRequest {
     #[validate(custom(function = "person_name"))]
     pub name: String,
-    #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
+    #[validate(custom(function = "validate_email"))]
     #[schema(example = "shopper@example.com")]
     pub email: String,
     /// 8 to 128 characters.
@@ -183,7 +183,7 @@ pub struct UpdateMeRequest {
     pub name: Option<String>,
     /// A new email address; needs `currentPassword` when it differs from
     /// the current one. Ends the caller's other sessions.
-    #[validate(email(code = "email"), length(min = 3, max = 254, code = "length"))]
+    #[validate(custom(function = "validate_email"))]
     pub email: Option<String>,
     pub language: Option<Language>,
     /// An address replaces the current one; `null` removes it.

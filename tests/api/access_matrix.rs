@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::helpers::{PASSWORD, TestApp, TestUser, problem, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, TestUser, problem, spawn_app_with};
 use dispatch::{orders::status::OrderStatus, users::role::Role};
 use reqwest::Response;
 use serde_json::{Value, json};
@@ -65,6 +65,9 @@ enum Access {
     Staff,
     /// Staff whose role may move an order to this status.
     StaffFor(OrderStatus),
+    /// The bearer of `METRICS_TOKEN` only: no account's access token will do
+    /// (`operations::` tests the token itself).
+    MetricsToken,
 }
 
 impl Access {
@@ -73,6 +76,7 @@ impl Access {
         let role = caller.role();
         match self {
             Access::Public => success,
+            Access::MetricsToken => 401,
             Access::RefreshToken | Access::SignedIn if role.is_none() => 401,
             Access::RefreshToken | Access::SignedIn => success,
             Access::Admin => match role {
@@ -105,7 +109,7 @@ const ROUTES: &[(&str, &str, Access, u16)] = &[
     ("GET", "/health", Access::Public, 200),
     ("GET", "/health/live", Access::Public, 200),
     ("GET", "/health/ready", Access::Public, 200),
-    ("GET", "/metrics", Access::Public, 200),
+    ("GET", "/metrics", Access::MetricsToken, 200),
     ("POST", "/api/v1/auth/login", Access::Public, 200),
     ("POST", "/api/v1/auth/refresh", Access::RefreshToken, 200),
     ("POST", "/api/v1/auth/logout", Access::SignedIn, 204),
@@ -240,7 +244,7 @@ struct Matrix {
 
 impl Matrix {
     async fn new() -> Self {
-        let app = spawn_app().await;
+        let app = spawn_app_with(&[("METRICS_TOKEN", "metrics-token-of-the-matrix")]).await;
         let mut callers = HashMap::new();
         for caller in CALLERS {
             if let Some(role) = caller.role() {

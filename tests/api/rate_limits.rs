@@ -1,7 +1,7 @@
 //! Rate limits on login and registration (docs/spec.md §6.7), and the health and
 //! metrics endpoints. Sign-in throttling as a whole is in `sign_in_throttle.rs`.
 
-use crate::helpers::{PASSWORD, TestApp, problem, spawn_app, spawn_app_with};
+use crate::helpers::{PASSWORD, TestApp, problem, spawn_app_with};
 use dispatch::users::{
     email::Email,
     language::Language,
@@ -262,7 +262,7 @@ async fn off_disables_the_limits() {
 
 #[tokio::test]
 async fn the_health_probes_answer_and_metrics_count_requests() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[("METRICS_TOKEN", "metrics-token-for-this-test")]).await;
     for path in ["/health", "/health/live"] {
         let response = app.get(path).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
@@ -273,13 +273,18 @@ async fn the_health_probes_answer_and_metrics_count_requests() {
     let response = app.get("/health/ready").send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "ready");
+    assert_eq!(body["status"], "ok");
     assert_eq!(body["checks"]["database"], "ok");
     if std::env::var("REDIS_URL").is_ok_and(|url| !url.is_empty()) {
         assert_eq!(body["checks"]["redis"], "ok");
     }
 
-    let response = app.get("/metrics").send().await.unwrap();
+    let response = app
+        .get("/metrics")
+        .bearer_auth("metrics-token-for-this-test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
