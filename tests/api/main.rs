@@ -16,6 +16,7 @@ mod admin_users;
 mod auth;
 mod catalog;
 mod dashboard;
+mod edge;
 mod idempotency;
 mod jobs;
 mod listen;
