@@ -213,7 +213,9 @@ fn the_retired_trust_forwarded_for_fails_with_one_line_naming_its_replacement() 
         let err = Config::from_pairs([("TRUST_FORWARDED_FOR", value.into())]).unwrap_err();
         assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
         assert!(
-            err.problems[0].starts_with("TRUST_FORWARDED_FOR is no longer read: replaced by TRUSTED_PROXY_HOPS"),
+            err.problems[0].starts_with(
+                "TRUST_FORWARDED_FOR is no longer read: replaced by TRUSTED_PROXY_HOPS"
+            ),
             "{:?}",
             err.problems
         );
@@ -228,7 +230,11 @@ fn the_retired_variable_is_refused_from_dispatch_toml_too() {
     let all: Vec<_> = settings().chain(retired()).collect();
     let raw = settings::from_toml("trust_forwarded_for = true\n", "dispatch.toml", &all).unwrap();
     let err = Config::from_raw(raw).unwrap_err();
-    assert!(err.problems[0].contains("TRUSTED_PROXY_HOPS"), "{:?}", err.problems);
+    assert!(
+        err.problems[0].contains("TRUSTED_PROXY_HOPS"),
+        "{:?}",
+        err.problems
+    );
 }
 
 #[test]
@@ -238,5 +244,9 @@ fn connection_limits_have_defaults_and_refuse_zero() {
     assert_eq!(config.http_idle_timeout, Duration::from_secs(75));
     assert_eq!(config.http_max_connections, 1024);
     let err = Config::from_pairs([("HTTP_MAX_CONNECTIONS", "0".into())]).unwrap_err();
-    assert!(err.problems[0].starts_with("HTTP_MAX_CONNECTIONS"), "{:?}", err.problems);
+    assert!(
+        err.problems[0].starts_with("HTTP_MAX_CONNECTIONS"),
+        "{:?}",
+        err.problems
+    );
 }

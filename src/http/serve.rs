@@ -13,6 +13,8 @@
 //!   half-sent request (slowloris) no longer holds a connection for ever.
 //! - **An idle timeout** (`HTTP_IDLE_TIMEOUT`): a kept-alive connection waits
 //!   this long for the first byte of its next request.
+//! - **Bounded buffers** ([`MAX_BUF_SIZE`], [`MAX_HEAD_SIZE`]): what one
+//!   connection may make the process buffer.
 //!
 //! hyper has a header-read timeout of its own, but it starts as soon as the
 //! connection waits for a request head, which on a kept-alive connection is
@@ -55,6 +57,17 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// A connection's read and write buffers grow at most to this (hyper's
+/// default is about 400 KiB): it bounds what one connection can make the
+/// process hold, times `HTTP_MAX_CONNECTIONS`.
+const MAX_BUF_SIZE: usize = 64 * 1024;
+
+/// The largest request head (request line and headers); a larger one is
+/// answered 431. hyper checks the buffer size only while a head is
+/// incomplete, so a head that arrives whole in a few large reads needs this
+/// limit of its own. Tokens and cookies fit many times over.
+const MAX_HEAD_SIZE: usize = 32 * 1024;
+
 /// The listener's limits (`HTTP_*` settings).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -77,6 +90,8 @@ pub async fn serve(
     let mut builder = http1::Builder::new();
     // Turned off: the watchdog applies the header timeout (module docs).
     builder.header_read_timeout(None);
+    builder.max_buf_size(MAX_BUF_SIZE);
+    builder.max_header_size(MAX_HEAD_SIZE);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,

@@ -90,11 +90,36 @@ async fn a_half_sent_request_is_closed_after_the_header_read_timeout() {
     half.write_all(b"GET /health/live HTTP/1.1\r\nHost: dispatch.test\r\n")
         .await
         .unwrap();
-    assert!(closed_by_server(&mut half).await, "the half-sent request was closed");
+    assert!(
+        closed_by_server(&mut half).await,
+        "the half-sent request was closed"
+    );
 
     // A connection that never sends a byte is closed the same way.
     let mut silent = connect(&app).await;
-    assert!(closed_by_server(&mut silent).await, "the silent connection was closed");
+    assert!(
+        closed_by_server(&mut silent).await,
+        "the silent connection was closed"
+    );
+}
+
+#[tokio::test]
+async fn a_request_head_larger_than_32_kib_is_refused_with_431() {
+    let app = spawn_app().await;
+    let huge = app
+        .get("/health/live")
+        .header("X-Padding", "a".repeat(100 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 431);
+    let normal = app
+        .get("/health/live")
+        .header("X-Padding", "a".repeat(16 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(normal.status(), 200);
 }
 
 #[tokio::test]
@@ -111,7 +136,10 @@ async fn a_kept_alive_connection_idle_past_the_idle_timeout_is_closed() {
     stream.write_all(REQUEST).await.unwrap();
     assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
     // Then idle: the idle timeout (not the ten-minute header timeout) ends it.
-    assert!(closed_by_server(&mut stream).await, "the idle connection was closed");
+    assert!(
+        closed_by_server(&mut stream).await,
+        "the idle connection was closed"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +155,10 @@ async fn a_connection_above_the_cap_is_closed_and_the_place_returns_when_one_clo
     let mut third = connect(&app).await;
     // The request may or may not be written before the server closes.
     let _ = third.write_all(REQUEST).await;
-    assert!(closed_by_server(&mut third).await, "the third connection was closed");
+    assert!(
+        closed_by_server(&mut third).await,
+        "the third connection was closed"
+    );
 
     // The two open connections still work.
     second.write_all(REQUEST).await.unwrap();

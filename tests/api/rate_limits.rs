@@ -117,11 +117,7 @@ async fn the_third_login_attempt_from_one_address_within_the_quota_is_refused() 
 
 #[tokio::test]
 async fn login_attempts_for_one_account_are_limited_across_addresses() {
-    let app = spawn_app_with(&[
-        ("RATE_LIMIT_LOGIN", "2/min"),
-        ("TRUSTED_PROXY_HOPS", "1"),
-    ])
-    .await;
+    let app = spawn_app_with(&[("RATE_LIMIT_LOGIN", "2/min"), ("TRUSTED_PROXY_HOPS", "1")]).await;
     let email = insert_shopper(&app).await;
 
     assert_eq!(
@@ -171,11 +167,7 @@ async fn login_attempts_for_one_account_are_limited_across_addresses() {
 async fn rotating_forged_leftmost_forwarded_entries_does_not_escape_the_address_limit() {
     // One trusted proxy, which appends the address it saw (always
     // 198.51.100.9 here) to whatever the client sent.
-    let app = spawn_app_with(&[
-        ("RATE_LIMIT_LOGIN", "2/min"),
-        ("TRUSTED_PROXY_HOPS", "1"),
-    ])
-    .await;
+    let app = spawn_app_with(&[("RATE_LIMIT_LOGIN", "2/min"), ("TRUSTED_PROXY_HOPS", "1")]).await;
     let forged = |n: u32| format!("203.0.113.{n}, 198.51.100.9");
     for n in 1..=2 {
         // Unknown accounts, so only the address limit can refuse.
@@ -205,9 +197,14 @@ async fn rotating_forged_leftmost_forwarded_entries_does_not_escape_the_address_
     assert_rate_limited(response, 60).await;
     // A client the proxy saw at another address has its own allowance.
     assert_eq!(
-        login_from(&app, Some("203.0.113.1, 198.51.100.10"), &unknown_email(), PASSWORD)
-            .await
-            .status(),
+        login_from(
+            &app,
+            Some("203.0.113.1, 198.51.100.10"),
+            &unknown_email(),
+            PASSWORD
+        )
+        .await
+        .status(),
         401
     );
     app.drain_jobs().await;
