@@ -24,8 +24,11 @@
 //! connection has one watchdog that knows its phase ([`Activity`]) and applies
 //! the timeout of that phase; hyper's is turned off. While a request is being
 //! answered (streams included) no timeout of this module applies:
-//! `REQUEST_TIMEOUT` bounds handlers, and a notification stream re-checks its
-//! session and is capped per user and per process.
+//! `REQUEST_TIMEOUT` bounds handlers (reading the body included), and a
+//! notification stream re-checks its session and is capped per user and per
+//! process. A client that stops reading a response it asked for is bounded
+//! only by the connection cap and by TCP itself; a write-stall timeout would
+//! be the next step if that is ever seen.
 
 use std::{
     convert::Infallible,
