@@ -25,7 +25,7 @@ use crate::{
     cache::{MemoryCache, RedisCache, SharedCache},
     config::{self, Config},
     db::{self, Database},
-    http::{extract::TrustForwardedFor, health, middleware as mw},
+    http::{client_ip::TrustedProxyHops, health, middleware as mw, serve as http_server},
     jobs::{
         diagnostics, maintenance,
         registry::{JobServices, Registry},
@@ -134,6 +134,12 @@ pub async fn build_state_with_clock(
         payment_gateway = ?config.payment_gateway,
         "services ready"
     );
+    let notifications = crate::notifications::hub::NotificationHub::new(
+        crate::notifications::stream_slots::StreamSlots::new(
+            config.sse_max_per_user,
+            config.sse_max_streams,
+        ),
+    );
     Ok(AppState::new(Services {
         config,
         db,
@@ -147,7 +153,7 @@ pub async fn build_state_with_clock(
         gateway: gateway.gateway,
         simulated_gateway: gateway.simulated,
         locks,
-        notifications: crate::notifications::hub::NotificationHub::new(),
+        notifications,
         metrics: telemetry::metrics_handle(),
         queue_gauges: health::QueueGauges::default(),
     }))
@@ -165,14 +171,14 @@ pub fn router(state: &AppState) -> Router {
         .layer(timeout)
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(mw::render_problems))
+        .layer(mw::cors(&config.cors_origins))
+        // Outside CORS, so the preflight answers it makes itself carry the
+        // security headers too.
         .layer(middleware::from_fn_with_state(
             config.is_production(),
             mw::security_headers,
         ))
-        .layer(mw::cors(&config.cors_origins))
-        .layer(axum::Extension(TrustForwardedFor(
-            config.trust_forwarded_for,
-        )))
+        .layer(axum::Extension(TrustedProxyHops(config.trusted_proxy_hops)))
         .layer(middleware::from_fn(mw::request_context))
         .with_state(state.clone())
 }
@@ -204,15 +210,15 @@ pub async fn serve(
     if let Some(address) = state.config.metrics_addr {
         spawn_metrics_listener(state.clone(), address, shutdown.clone()).await?;
     }
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
+    let limits = http_server::Limits {
+        header_read_timeout: state.config.http_header_read_timeout,
+        idle_timeout: state.config.http_idle_timeout,
+        max_connections: state.config.http_max_connections,
+    };
+    let server = tokio::spawn(http_server::serve(listener, app, limits, shutdown.clone()));
     shutdown.cancelled().await;
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(result) => result.context("server task")?.context("serving HTTP")?,
+        Ok(result) => result.context("server task")?,
         Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
     }
     Ok(())

@@ -71,6 +71,12 @@ pub fn settings() -> impl Iterator<Item = &'static Setting> {
     .copied()
 }
 
+/// Variables Dispatch used to read: each names its replacement in `doc`, and
+/// setting one is a configuration problem. Not in the README's table.
+fn retired() -> impl Iterator<Item = &'static Setting> {
+    server::RETIRED.iter().copied()
+}
+
 /// The settings of one Dispatch process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -129,8 +135,15 @@ pub struct Config {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub cache_ttl: Duration,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Proxies in front of Dispatch that append to `X-Forwarded-For`
+    /// (`crate::http::client_ip`); 0 takes the socket peer.
+    pub trusted_proxy_hops: usize,
+    /// How long a connection may take to send a whole request head.
+    pub http_header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub http_idle_timeout: Duration,
+    /// Open connections per process (`crate::http::serve`).
+    pub http_max_connections: usize,
     /// Argon2id memory cost. The default is OWASP's recommendation; tests lower it.
     pub password_hash_memory_kib: u32,
     /// Password hashes and checks running at once in this process.
@@ -156,6 +169,10 @@ pub struct Config {
     /// Interval of the notification stream's keep-alive comments, and of its
     /// session re-checks (a revoked session ends the stream within it).
     pub sse_keep_alive: Duration,
+    /// Open notification streams per user (in one process).
+    pub sse_max_per_user: usize,
+    /// Open notification streams per process.
+    pub sse_max_streams: usize,
     /// Read notifications older than this are deleted.
     pub notification_retention: Duration,
 }
@@ -170,7 +187,7 @@ pub struct ConfigError {
 impl Config {
     /// Reads defaults, `dispatch.toml` and the process environment.
     pub fn load() -> Result<Self, ConfigError> {
-        let all: Vec<_> = settings().collect();
+        let all: Vec<_> = settings().chain(retired()).collect();
         let raw = settings::from_file_and_environment("dispatch.toml".as_ref(), &all)
             .map_err(|problems| ConfigError { problems })?;
         Self::from_raw(raw)
@@ -182,7 +199,7 @@ impl Config {
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, String)>,
     ) -> Result<Self, ConfigError> {
-        let all: Vec<_> = settings().collect();
+        let all: Vec<_> = settings().chain(retired()).collect();
         let raw = pairs
             .into_iter()
             .filter_map(|(name, value)| {
@@ -195,6 +212,11 @@ impl Config {
 
     fn from_raw(raw: BTreeMap<&'static str, String>) -> Result<Self, ConfigError> {
         let mut reader = Reader::new(raw);
+        for old in retired() {
+            if reader.is_given(old) {
+                reader.problem(format!("{} is no longer read: {}", old.env, old.doc));
+            }
+        }
         let config = Self::read(&mut reader);
         let problems = reader.into_problems();
         match config {
@@ -230,7 +252,10 @@ impl Config {
             cors_origins: server.cors_origins,
             request_timeout: server.request_timeout,
             body_limit_bytes: server.body_limit_bytes,
-            trust_forwarded_for: server.trust_forwarded_for,
+            trusted_proxy_hops: server.trusted_proxy_hops,
+            http_header_read_timeout: server.http_header_read_timeout,
+            http_idle_timeout: server.http_idle_timeout,
+            http_max_connections: server.http_max_connections,
             log_format: server.log_format,
             log_level: server.log_level,
             data_dir: storage.data_dir,
@@ -274,6 +299,8 @@ impl Config {
             job_shutdown_grace: jobs.job_shutdown_grace,
             job_retention: jobs.job_retention,
             sse_keep_alive: notifications.sse_keep_alive,
+            sse_max_per_user: notifications.sse_max_per_user,
+            sse_max_streams: notifications.sse_max_streams,
             notification_retention: notifications.notification_retention,
         })
     }

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::auth::refuse_placeholder;
 use super::settings::{
     DefaultValue::{Derived, Text, Unset},
-    Reader, Setting, parse_bool, parse_number, parse_socket_addr, split_list,
+    Reader, Setting, parse_number, parse_socket_addr, split_list,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +57,36 @@ const BODY_LIMIT: Setting = Setting {
     default: Text("262144"),
     doc: "largest request body, bytes",
 };
-const TRUST_FORWARDED_FOR: Setting = Setting {
-    env: "TRUST_FORWARDED_FOR",
-    default: Text("false"),
-    doc: "take the client IP from X-Forwarded-For",
+const TRUSTED_PROXY_HOPS: Setting = Setting {
+    env: "TRUSTED_PROXY_HOPS",
+    default: Text("0"),
+    doc: "proxies in front that append to X-Forwarded-For; the client is the entry that many from the right",
 };
+const HTTP_HEADER_READ_TIMEOUT: Setting = Setting {
+    env: "HTTP_HEADER_READ_TIMEOUT",
+    default: Text("10s"),
+    doc: "a connection that has not sent a whole request head this long after opening or starting one is closed",
+};
+const HTTP_IDLE_TIMEOUT: Setting = Setting {
+    env: "HTTP_IDLE_TIMEOUT",
+    default: Text("75s"),
+    doc: "a kept-alive connection waiting this long for its next request is closed",
+};
+const HTTP_MAX_CONNECTIONS: Setting = Setting {
+    env: "HTTP_MAX_CONNECTIONS",
+    default: Text("1024"),
+    doc: "open connections per process; one more is closed at once",
+};
+
+/// Variables Dispatch no longer reads. Setting one fails start-up with a line
+/// naming its replacement, rather than being silently ignored (an ignored
+/// `TRUST_FORWARDED_FOR=true` would put every client behind the proxy's
+/// address).
+pub(super) const RETIRED: &[&Setting] = &[&Setting {
+    env: "TRUST_FORWARDED_FOR",
+    default: Unset,
+    doc: "replaced by TRUSTED_PROXY_HOPS (the number of proxies in front of Dispatch that append to X-Forwarded-For, e.g. 1 behind one load balancer)",
+}];
 const LOG_FORMAT: Setting = Setting {
     env: "LOG_FORMAT",
     default: Derived("json in production, pretty otherwise"),
@@ -81,7 +106,10 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &CORS_ORIGINS,
     &REQUEST_TIMEOUT,
     &BODY_LIMIT,
-    &TRUST_FORWARDED_FOR,
+    &TRUSTED_PROXY_HOPS,
+    &HTTP_HEADER_READ_TIMEOUT,
+    &HTTP_IDLE_TIMEOUT,
+    &HTTP_MAX_CONNECTIONS,
     &LOG_FORMAT,
     &LOG_LEVEL,
 ];
@@ -102,7 +130,10 @@ pub(super) struct Server {
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxy_hops: usize,
+    pub http_header_read_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    pub http_max_connections: usize,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -124,7 +155,18 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Server> {
     }
     let request_timeout = r.duration(&REQUEST_TIMEOUT);
     let body_limit_bytes = r.parse(&BODY_LIMIT, parse_number::<usize>);
-    let trust_forwarded_for = r.parse(&TRUST_FORWARDED_FOR, parse_bool);
+    let trusted_proxy_hops = r.parse(&TRUSTED_PROXY_HOPS, parse_number::<usize>);
+    let http_header_read_timeout = r.duration(&HTTP_HEADER_READ_TIMEOUT);
+    let http_idle_timeout = r.duration(&HTTP_IDLE_TIMEOUT);
+    let http_max_connections = r.parse(&HTTP_MAX_CONNECTIONS, |v| {
+        parse_number::<usize>(v).and_then(|n| {
+            if n == 0 {
+                Err("must be at least 1".to_owned())
+            } else {
+                Ok(n)
+            }
+        })
+    });
 
     let default_log_format = if production { "json" } else { "pretty" };
     let log_format = r.parse_or(&LOG_FORMAT, default_log_format, |v| match v {
@@ -144,7 +186,10 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Server> {
         cors_origins,
         request_timeout: request_timeout?,
         body_limit_bytes: body_limit_bytes?,
-        trust_forwarded_for: trust_forwarded_for?,
+        trusted_proxy_hops: trusted_proxy_hops?,
+        http_header_read_timeout: http_header_read_timeout?,
+        http_idle_timeout: http_idle_timeout?,
+        http_max_connections: http_max_connections?,
         log_format: log_format?,
         log_level,
     })

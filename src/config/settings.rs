@@ -73,6 +73,12 @@ impl Reader {
         &self.consulted
     }
 
+    /// Whether `setting` was given at all (for retired variables, which are
+    /// not read, only refused).
+    pub(super) fn is_given(&self, setting: &Setting) -> bool {
+        self.raw.contains_key(setting.env)
+    }
+
     pub(super) fn problem(&mut self, text: impl Into<String>) {
         self.problems.push(text.into());
     }

@@ -319,7 +319,51 @@ fn production_generates_no_development_secret() {
 }
 
 #[test]
+fn the_retired_trust_forwarded_for_fails_with_one_line_naming_its_replacement() {
+    for value in ["true", "false"] {
+        let err = Config::from_pairs([("TRUST_FORWARDED_FOR", value.into())]).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+        assert!(
+            err.problems[0].starts_with(
+                "TRUST_FORWARDED_FOR is no longer read: replaced by TRUSTED_PROXY_HOPS"
+            ),
+            "{:?}",
+            err.problems
+        );
+    }
+    let config = Config::from_pairs([("TRUSTED_PROXY_HOPS", "2".into())]).unwrap();
+    assert_eq!(config.trusted_proxy_hops, 2);
+    assert_eq!(Config::from_pairs([]).unwrap().trusted_proxy_hops, 0);
+}
+
+#[test]
+fn the_retired_variable_is_refused_from_dispatch_toml_too() {
+    let all: Vec<_> = settings().chain(retired()).collect();
+    let raw = settings::from_toml("trust_forwarded_for = true\n", "dispatch.toml", &all).unwrap();
+    let err = Config::from_raw(raw).unwrap_err();
+    assert!(
+        err.problems[0].contains("TRUSTED_PROXY_HOPS"),
+        "{:?}",
+        err.problems
+    );
+}
+
+#[test]
 fn production_needs_no_metrics_token_when_metrics_have_their_own_listener() {
     let problems = production_problems(&[("METRICS_TOKEN", ""), ("METRICS_ADDR", "0.0.0.0:9100")]);
     assert_eq!(problems, Vec::<String>::new());
+}
+
+#[test]
+fn connection_limits_have_defaults_and_refuse_zero() {
+    let config = Config::from_pairs([]).unwrap();
+    assert_eq!(config.http_header_read_timeout, Duration::from_secs(10));
+    assert_eq!(config.http_idle_timeout, Duration::from_secs(75));
+    assert_eq!(config.http_max_connections, 1024);
+    let err = Config::from_pairs([("HTTP_MAX_CONNECTIONS", "0".into())]).unwrap_err();
+    assert!(
+        err.problems[0].starts_with("HTTP_MAX_CONNECTIONS"),
+        "{:?}",
+        err.problems
+    );
 }

@@ -5,18 +5,19 @@
 //!   fingerprint of the body for idempotency keys.
 //! - [`ValidQuery`]: query string, same mapping.
 //! - [`Path`]: path parameters; a malformed id is 400 naming the parameter.
-//! - [`ClientIp`]: the caller's address, for rate limits and sessions.
-
-use std::net::{IpAddr, SocketAddr};
+//! - [`ClientIp`]: the caller's address, for rate limits and sessions
+//!   (`super::client_ip`).
 
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, FromRequest, FromRequestParts, Request, rejection::PathRejection},
+    extract::{FromRequest, FromRequestParts, Request, rejection::PathRejection},
     http::{StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
+
+pub use super::client_ip::ClientIp;
 
 use crate::http::error::{ApiError, FieldIssue, FieldIssues};
 
@@ -155,41 +156,6 @@ where
             }
             Err(other) => Err(ApiError::internal(&other)),
         }
-    }
-}
-
-/// The caller's IP: the socket peer, or the first `X-Forwarded-For` hop when
-/// `TRUST_FORWARDED_FOR` says a trusted proxy sets it.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-/// Marker in request extensions: whether `X-Forwarded-For` may be trusted.
-#[derive(Debug, Clone, Copy)]
-pub struct TrustForwardedFor(pub bool);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let trust = parts
-            .extensions
-            .get::<TrustForwardedFor>()
-            .is_some_and(|t| t.0);
-        if trust
-            && let Some(ip) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
-        {
-            return Ok(Self(Some(ip)));
-        }
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        Ok(Self(peer))
     }
 }
 

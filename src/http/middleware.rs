@@ -153,8 +153,17 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
-/// Security headers on every response; a strict CSP except where Swagger UI
-/// and the dashboard need their own styles and scripts.
+/// Security headers on every response (preflights included: this layer sits
+/// outside CORS); a strict CSP except where Swagger UI and the dashboard need
+/// their own styles and scripts.
+///
+/// `Cache-Control: no-store` goes on every response that does not set its
+/// own, except Swagger UI's static files. Tokens (sign-in, refresh,
+/// registration, the dashboard's staff cookie) and PaymentIntent client
+/// secrets (checkout, its idempotent replays, order views) must never land in
+/// a browser's or proxy's cache, and a default cannot be forgotten by the
+/// next route that returns one; nothing in the API is meant to be cached by
+/// HTTP caches (the catalogue is cached on the server).
 pub async fn security_headers(
     axum::extract::State(hsts): axum::extract::State<bool>,
     request: Request,
@@ -177,6 +186,9 @@ pub async fn security_headers(
         "default-src 'none'; frame-ancestors 'none'"
     };
     set(headers, header::CONTENT_SECURITY_POLICY, csp);
+    if !path.starts_with("/api/docs") {
+        set(headers, header::CACHE_CONTROL, "no-store");
+    }
     if hsts {
         set(
             headers,

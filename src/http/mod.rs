@@ -3,8 +3,10 @@
 //! OpenAPI document; this module owns what every route shares and names no
 //! domain.
 
+pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod pagination;
+pub mod serve;

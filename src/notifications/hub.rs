@@ -19,6 +19,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::stream_slots::StreamSlots;
 use crate::db::Database;
 
 /// PostgreSQL channel announcing committed notifications.
@@ -37,18 +38,19 @@ pub struct Published {
 #[derive(Clone)]
 pub struct NotificationHub {
     sender: broadcast::Sender<Published>,
-}
-
-impl Default for NotificationHub {
-    fn default() -> Self {
-        Self::new()
-    }
+    slots: StreamSlots,
 }
 
 impl NotificationHub {
-    pub fn new() -> Self {
+    /// A hub whose streams are capped by `slots`.
+    pub fn new(slots: StreamSlots) -> Self {
         let (sender, _) = broadcast::channel(BUFFER);
-        Self { sender }
+        Self { sender, slots }
+    }
+
+    /// The caps on this process's streams.
+    pub fn slots(&self) -> &StreamSlots {
+        &self.slots
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Published> {

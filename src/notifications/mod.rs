@@ -11,5 +11,6 @@ pub mod queries;
 pub mod retention;
 pub mod routes;
 pub mod stream;
+pub mod stream_slots;
 pub mod texts;
 pub mod views;

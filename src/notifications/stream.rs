@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use uuid::Uuid;
 
-use super::{notification, queries, views::NotificationView};
+use super::{notification, queries, stream_slots::StreamSlot, views::NotificationView};
 use crate::{
     auth::extract::{AuthUser, authenticate, bearer_token},
     http::{
@@ -65,7 +65,10 @@ impl FromRequestParts<AppState> for StreamCaller {
 /// connection alive. Reconnecting with `Last-Event-ID` first replays what
 /// was missed since that notification, then goes live; nothing is sent
 /// twice. The stream ends when the session ends (logout, revocation, token
-/// expiry): reconnect with a fresh token.
+/// expiry): reconnect with a fresh token. One stream more than
+/// `SSE_MAX_PER_USER` for the user is refused with 429 `too_many_streams`,
+/// one more than `SSE_MAX_STREAMS` in the process with 503
+/// `streams_unavailable` (`stream_slots.rs` says why refuse).
 #[utoipa::path(
     get, path = "/api/v1/notifications/stream", tag = "notifications",
     security(("bearer" = [])),
@@ -76,6 +79,8 @@ impl FromRequestParts<AppState> for StreamCaller {
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream", body = NotificationView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The user has `SSE_MAX_PER_USER` streams open (`too_many_streams`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The process has `SSE_MAX_STREAMS` streams open (`streams_unavailable`, with Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn stream(
@@ -83,6 +88,8 @@ pub(super) async fn stream(
     caller: StreamCaller,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Refused before anything is held (docs/spec.md §8.3).
+    let slot = state.notifications.slots().open(caller.reader.id).await?;
     // Subscribe before reading the replay, so nothing falls in between.
     let live = state.notifications.subscribe();
     let resume = match headers
@@ -100,7 +107,7 @@ pub(super) async fn stream(
     };
     let (sender, receiver) = mpsc::channel::<Event>(64);
     let keep_alive = state.config.sse_keep_alive;
-    tokio::spawn(feed(state, caller, resume, live, sender));
+    tokio::spawn(feed(state, caller, resume, live, sender, slot));
     let events = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|event| (Ok(event), receiver))
     });
@@ -147,6 +154,8 @@ async fn feed(
     resume: Option<Cursor>,
     mut live: tokio::sync::broadcast::Receiver<super::hub::Published>,
     sender: mpsc::Sender<Event>,
+    // Held while the stream is fed; its place frees when this task ends.
+    _slot: StreamSlot,
 ) {
     let StreamCaller { mut reader, token } = caller;
     let mut sent = Sent::new();

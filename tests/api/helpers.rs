@@ -474,12 +474,12 @@ impl TestApp {
 }
 
 /// The settings under which [`from_address`] sets the client address.
-pub const CLIENT_ADDRESS_SETTINGS: &[(&str, &str)] = &[("TRUST_FORWARDED_FOR", "true")];
+pub const CLIENT_ADDRESS_SETTINGS: &[(&str, &str)] = &[("TRUSTED_PROXY_HOPS", "1")];
 
 /// Makes `request` come from client address `ip`, as seen by an app started
 /// with [`CLIENT_ADDRESS_SETTINGS`]: the one place tests say how a client
-/// address reaches the service (one `X-Forwarded-For` entry is the leftmost
-/// and the rightmost alike).
+/// address reaches the service: one trusted proxy hop, whose appended
+/// `X-Forwarded-For` entry (the only one here) is the client.
 pub fn from_address(request: RequestBuilder, ip: &str) -> RequestBuilder {
     request.header("X-Forwarded-For", ip)
 }

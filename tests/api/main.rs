@@ -17,6 +17,7 @@ mod auth;
 mod catalog;
 mod dashboard;
 mod emails;
+mod edge;
 mod idempotency;
 mod jobs;
 mod listen;

@@ -122,7 +122,7 @@ async fn failed_logins_from_one_address_are_limited_across_accounts() {
 
 #[tokio::test]
 async fn login_attempts_for_one_account_are_limited_per_address_not_across_addresses() {
-    let app = spawn_app_with(&[("RATE_LIMIT_LOGIN", "2/h"), ("TRUST_FORWARDED_FOR", "true")]).await;
+    let app = spawn_app_with(&[("RATE_LIMIT_LOGIN", "2/h"), ("TRUSTED_PROXY_HOPS", "1")]).await;
     let email = insert_shopper(&app).await;
 
     assert_eq!(
@@ -172,10 +172,57 @@ async fn login_attempts_for_one_account_are_limited_per_address_not_across_addre
 }
 
 #[tokio::test]
+async fn rotating_forged_leftmost_forwarded_entries_does_not_escape_the_address_limit() {
+    // One trusted proxy, which appends the address it saw (always
+    // 198.51.100.9 here) to whatever the client sent.
+    let app = spawn_app_with(&[("RATE_LIMIT_LOGIN", "2/min"), ("TRUSTED_PROXY_HOPS", "1")]).await;
+    let forged = |n: u32| format!("203.0.113.{n}, 198.51.100.9");
+    for n in 1..=2 {
+        // Unknown accounts, so only the address limit can refuse.
+        assert_eq!(
+            login_from(&app, Some(&forged(n)), &unknown_email(), PASSWORD)
+                .await
+                .status(),
+            401
+        );
+    }
+    for n in 3..=6 {
+        assert_rate_limited(
+            login_from(&app, Some(&forged(n)), &unknown_email(), PASSWORD).await,
+            60,
+        )
+        .await;
+    }
+    // The same forgery on its own header line changes nothing either.
+    let response = app
+        .post("/api/v1/auth/login")
+        .header("X-Forwarded-For", "203.0.113.77")
+        .header("X-Forwarded-For", "198.51.100.9")
+        .json(&json!({"email": unknown_email(), "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(response, 60).await;
+    // A client the proxy saw at another address has its own allowance.
+    assert_eq!(
+        login_from(
+            &app,
+            Some("203.0.113.1, 198.51.100.10"),
+            &unknown_email(),
+            PASSWORD
+        )
+        .await
+        .status(),
+        401
+    );
+    app.drain_jobs().await;
+}
+
+#[tokio::test]
 async fn the_third_registration_from_one_address_within_the_quota_is_refused() {
     let app = spawn_app_with(&[
         ("RATE_LIMIT_REGISTER", "2/min"),
-        ("TRUST_FORWARDED_FOR", "true"),
+        ("TRUSTED_PROXY_HOPS", "1"),
     ])
     .await;
     let admin = app.create_user_with_role(Role::Admin).await;
