@@ -175,7 +175,11 @@ async fn login_attempts_for_one_account_are_limited_per_address_not_across_addre
 async fn rotating_forged_leftmost_forwarded_entries_does_not_escape_the_address_limit() {
     // One trusted proxy, which appends the address it saw (always
     // 198.51.100.9 here) to whatever the client sent.
-    let app = spawn_app_with(&[("RATE_LIMIT_LOGIN", "2/min"), ("TRUSTED_PROXY_HOPS", "1")]).await;
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_LOGIN_ADDRESS", "2/min"),
+        ("TRUSTED_PROXY_HOPS", "1"),
+    ])
+    .await;
     let forged = |n: u32| format!("203.0.113.{n}, 198.51.100.9");
     for n in 1..=2 {
         // Unknown accounts, so only the address limit can refuse.
