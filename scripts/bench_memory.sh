@@ -9,7 +9,9 @@
 #                                           # on PostgreSQL + Redis, each process measured
 #
 # Per topology, on fresh processes:
-#   1. idle: RSS 5 s after /health/ready answers, before any request;
+#   1. idle: RSS 5 s after /health/ready answers, before any request, and
+#      IDLE_WAIT (65) seconds later, once the pool has closed the
+#      connections start-up opened (they idle out after 60 s);
 #   2. ROUNDS rounds (default 5) of the load generator's `mixed` scenario,
 #      USERS virtual users (64) for DURATION (30s), in the same processes:
 #      the peak while the load runs, the peak of the round's set-up (it
@@ -24,8 +26,10 @@
 # Environment: DISPATCH_BIN / LOADTEST_BIN (default: the release binaries,
 # built first; point DISPATCH_BIN at another build to compare), USERS,
 # DURATION, ROUNDS, SETTLE, FLOOD, VERIFY (1: verify every round through the
-# API, slower), PG_URL (postgres://postgres@127.0.0.1:5432), REDIS_URL
-# (redis://127.0.0.1:6379), OUT (folder for the reports, target/bench-memory).
+# API, slower), BUILD (the label of the measured build in the report; default
+# the checkout's commit), PG_URL (postgres://postgres@127.0.0.1:5432), REDIS_URL
+# (redis://127.0.0.1:6379), OUT (folder for the reports and the service's
+# logs, target/bench-memory).
 # Other environment variables reach the service (PASSWORD_HASH_MEMORY_KIB, …).
 # Rate limits are off: the load generator needs it.
 set -euo pipefail
@@ -37,6 +41,7 @@ users=${USERS:-64}
 duration=${DURATION:-30s}
 rounds=${ROUNDS:-5}
 settle=${SETTLE:-5}
+idle_wait=${IDLE_WAIT:-65}
 flood=${FLOOD:-1000}
 verify=${VERIFY:-0}
 pg_url=${PG_URL:-postgres://postgres@127.0.0.1:5432}
@@ -67,9 +72,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-field() { # pid field -> KiB
-  awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+mib() { # KiB -> MiB; a number without unit (threads) or "gone" passes through
+  case $1 in
+    gone) echo gone ;;
+    *) awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }' ;;
+  esac
+}
+field() { # pid field -> its value (KiB for sizes), or "gone" if the process exited
+  awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo gone
 }
 reset_peak() { for pid in "$@"; do echo 5 >"/proc/$pid/clear_refs"; done; }
 
@@ -85,6 +95,11 @@ row() {
   local label=$1 field_name=$2 values=() pid
   for pid in "${measured[@]}"; do values+=("$(mib "$(field "$pid" "$field_name")")"); done
   line "| $label |$(cells "${values[@]}")"
+}
+threads_row() {
+  local values=() pid
+  for pid in "${measured[@]}"; do values+=("$(field "$pid" Threads)"); done
+  line "| $1 |$(cells "${values[@]}")"
 }
 
 # Runs the load generator; the set-up's peak is recorded and the peak
@@ -132,8 +147,8 @@ export LOG_LEVEL=warn SEED_DEMO_DATA=false \
   JWT_ACCESS_TTL=2h
 port=3996
 url="http://127.0.0.1:$port"
-build=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet 2>/dev/null || build="$build+changes"
+build=${BUILD:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+[ -n "${BUILD:-}" ] || git diff --quiet 2>/dev/null || build="$build+changes"
 
 for topology in $topologies; do
   report="$out/$topology.md"
@@ -172,6 +187,11 @@ for topology in $topologies; do
   line "| measure |$(cells "${names[@]}")"
   line "|---|$(printf -- '---|%.0s' "${names[@]}")"
   row "idle (5 s after start)" VmRSS
+  row "… of which file-backed (the binary's pages, shared, reclaimable)" RssFile
+  threads_row "… threads"
+  sleep "$idle_wait"
+  row "idle, $((idle_wait + 5)) s after start (start-up's pool connections closed)" VmRSS
+  threads_row "… threads"
 
   verify_flag=(--no-verify)
   [ "$verify" = 1 ] && verify_flag=()
@@ -185,6 +205,7 @@ for topology in $topologies; do
     row "round $round: ${settle} s after" VmRSS
     grep -E '^scenario' "$work/mixed-$round.out" | sed 's/^/    /' >&2
   done
+  threads_row "threads after the rounds"
 
   echo "  [$topology] sign-in flood of $flood …" >&2
   load flood --scenario sign-ins --users "$flood" --requests "$flood" --no-verify
@@ -196,6 +217,8 @@ for topology in $topologies; do
   line "flood statuses: $(grep -E '^sign-in' "$work/flood.out" | sed 's/  */ /g')"
   line ""
   stop_all
+  for log in "$work"/*.log; do cp "$log" "$out/$topology-$(basename "$log")"; done
+  rm -f "$work"/*.log
   if [ -n "$database" ]; then
     psql "$pg_url/postgres" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
     redis-cli -u "$redis_url" --scan --pattern "bench-memory:$database:*" 2>/dev/null \

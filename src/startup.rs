@@ -85,7 +85,7 @@ pub async fn build_state_with_clock(
             Arc::new(RedisLocks::new(kv.clone())),
         ),
         None => (
-            Arc::new(MemoryCache::new(config.cache_ttl)),
+            Arc::new(MemoryCache::new(config.cache_ttl, config.cache_max_bytes)),
             Arc::new(MemoryRateLimiter::new(&quotas)),
             Arc::new(MemoryLocks::default()),
         ),

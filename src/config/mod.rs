@@ -126,6 +126,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub cache_ttl: Duration,
+    /// In-process cache: the most its entries may weigh together, bytes.
+    pub cache_max_bytes: u64,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// Argon2id memory cost. The default is OWASP's recommendation; tests lower it.
@@ -227,6 +229,7 @@ impl Config {
             redis_url: storage.redis_url,
             redis_key_prefix: storage.redis_key_prefix,
             cache_ttl: storage.cache_ttl,
+            cache_max_bytes: storage.cache_max_bytes,
             jwt_access_secret: auth.jwt_access_secret,
             jwt_refresh_secret: auth.jwt_refresh_secret,
             jwt_access_ttl: auth.jwt_access_ttl,
