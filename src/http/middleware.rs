@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn metric_labels_of_unknown_methods_are_one_value() {
         let invented = Method::from_bytes(b"FLOOD42").map(|m| method_label(&m));
-        assert_eq!(invented, Ok("other"));
+        assert_eq!(invented.ok(), Some("other"));
         assert_eq!(method_label(&Method::PATCH), "PATCH");
     }
 }

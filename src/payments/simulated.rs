@@ -398,6 +398,9 @@ mod tests {
 
     #[tokio::test]
     async fn it_remembers_a_bounded_number_of_payment_intents() {
+        // The gateway builds an HTTP client (for its webhooks), which needs
+        // the process's TLS provider, installed by `main` outside tests.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let gateway = SimulatedGateway::new(SimulatedSettings {
             confirm_after: None,
             decline_suffix: "02".into(),
