@@ -63,15 +63,15 @@ pub struct SimulatedGateway {
 ///
 /// It lives in memory, so it must forget: at about 1 KiB per order (the
 /// PaymentIntent and its idempotency key), a million objects for 7 days, as
-/// before, let a busy demo grow by a GiB. 20 000 objects for a day is
-/// ~20 MiB at worst, and covers an order's whole payment life (unpaid
+/// before, let a busy demo grow by a GiB. 10 000 objects for a day is
+/// ~10 MiB at worst, and covers an order's whole payment life (unpaid
 /// orders expire after `ORDER_PAYMENT_TIMEOUT`, 30 min by default, and
 /// reconciliation asks after 5 min). The consequence: asking about an
 /// older or evicted object answers "not found", as Stripe would for an
 /// object that does not exist. A refund of an order paid more than a day
-/// (or 20 000 orders) ago fails (its job ends `failed`, visible on the
+/// (or 10 000 orders) ago fails (its job ends `failed`, visible on the
 /// dashboard); a customer is created again by the next profile sync.
-const MAX_OBJECTS: u64 = 20_000;
+const MAX_OBJECTS: u64 = 10_000;
 const OBJECT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 fn cache<V: Clone + Send + Sync + 'static>() -> moka::sync::Cache<String, V> {
