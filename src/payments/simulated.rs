@@ -61,12 +61,12 @@ pub struct SimulatedGateway {
 /// Objects of each kind (customers, PaymentIntents, refunds, idempotency
 /// keys) the simulated provider remembers at most, and for how long.
 ///
-/// It lives in memory, so it must forget: at about 1 KiB per order (the
-/// PaymentIntent and its idempotency key), a million objects for 7 days, as
-/// before, let a busy demo grow by a GiB. 10 000 objects for a day is
-/// ~10 MiB at worst, and covers an order's whole payment life (unpaid
-/// orders expire after `ORDER_PAYMENT_TIMEOUT`, 30 min by default, and
-/// reconciliation asks after 5 min). The consequence: asking about an
+/// It lives in memory, so it must forget: at 1–2 KiB per order (the
+/// PaymentIntent and its idempotency key; docs/benchmarks.md), a million
+/// objects for 7 days, as before, let a busy demo grow by a GiB or more.
+/// 10 000 objects for a day is 10–20 MiB at worst, and covers an order's
+/// whole payment life (unpaid orders expire after `ORDER_PAYMENT_TIMEOUT`,
+/// 30 min by default, and reconciliation asks after 5 min). The consequence: asking about an
 /// older or evicted object answers "not found", as Stripe would for an
 /// object that does not exist. A refund of an order paid more than a day
 /// (or 10 000 orders) ago fails (its job ends `failed`, visible on the
