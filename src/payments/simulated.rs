@@ -66,9 +66,9 @@ pub struct SimulatedGateway {
 /// objects for 7 days, as before, let a busy demo grow by a GiB or more.
 /// 10 000 objects for a day is 10–20 MiB at worst, and covers an order's
 /// whole payment life (unpaid orders expire after `ORDER_PAYMENT_TIMEOUT`,
-/// 30 min by default, and reconciliation asks after 5 min). The consequence: asking about an
-/// older or evicted object answers "not found", as Stripe would for an
-/// object that does not exist. A refund of an order paid more than a day
+/// 30 min by default, and reconciliation asks after 5 min). The
+/// consequence: asking about an older or evicted object answers "not
+/// found", as Stripe would for an object that does not exist. A refund of an order paid more than a day
 /// (or 10 000 orders) ago fails (its job ends `failed`, visible on the
 /// dashboard); a customer is created again by the next profile sync.
 const MAX_OBJECTS: u64 = 10_000;
