@@ -9,9 +9,9 @@
 #                                           # on PostgreSQL + Redis, each process measured
 #
 # Per topology, on fresh processes:
-#   1. idle: RSS 5 s after /health/ready answers, before any request, and
-#      IDLE_WAIT (65) seconds later, once the pool has closed the
-#      connections start-up opened (they idle out after 60 s);
+#   1. idle: RSS 5 s after /health/ready answers, before any request (and
+#      IDLE_WAIT seconds later, if set: 65 lets pooled connections idle for
+#      60 s close);
 #   2. ROUNDS rounds (default 5) of the load generator's `mixed` scenario,
 #      USERS virtual users (64) for DURATION (30s), in the same processes:
 #      the peak while the load runs, the peak of the round's set-up (it
@@ -41,7 +41,7 @@ users=${USERS:-64}
 duration=${DURATION:-30s}
 rounds=${ROUNDS:-5}
 settle=${SETTLE:-5}
-idle_wait=${IDLE_WAIT:-65}
+idle_wait=${IDLE_WAIT:-0}
 flood=${FLOOD:-1000}
 verify=${VERIFY:-0}
 pg_url=${PG_URL:-postgres://postgres@127.0.0.1:5432}
@@ -189,9 +189,11 @@ for topology in $topologies; do
   row "idle (5 s after start)" VmRSS
   row "… of which file-backed (the binary's pages, shared, reclaimable)" RssFile
   threads_row "… threads"
-  sleep "$idle_wait"
-  row "idle, $((idle_wait + 5)) s after start (start-up's pool connections closed)" VmRSS
-  threads_row "… threads"
+  if [ "$idle_wait" -gt 0 ]; then
+    sleep "$idle_wait"
+    row "idle, $((idle_wait + 5)) s after start" VmRSS
+    threads_row "… threads"
+  fi
 
   verify_flag=(--no-verify)
   [ "$verify" = 1 ] && verify_flag=()
