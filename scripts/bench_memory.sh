@@ -10,8 +10,7 @@
 #
 # Per topology, on fresh processes:
 #   1. idle: RSS 5 s after /health/ready answers, before any request (and
-#      IDLE_WAIT seconds later, if set: 65 lets pooled connections idle for
-#      60 s close);
+#      IDLE_WAIT seconds later, if set);
 #   2. ROUNDS rounds (default 5) of the load generator's `mixed` scenario,
 #      USERS virtual users (64) for DURATION (30s), in the same processes:
 #      the peak while the load runs, the peak of the round's set-up (it

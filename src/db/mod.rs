@@ -72,7 +72,11 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// minimum of one). Each open connection holds memory in this process (its
 /// prepared statements; on SQLite also its page cache and its thread) and,
 /// on PostgreSQL, a backend process on the server; after a burst the pool
-/// shrinks back instead of keeping its peak size for sqlx's default 10 min.
+/// can shrink back instead of keeping its peak size for sqlx's default
+/// 10 min. It does not on the embedded SQLite default (seen 2026-12-05): the
+/// job workers' polls every second take idle connections in turn, so none
+/// stays unused for a minute and the pool keeps its peak size; a smaller
+/// `DB_MAX_CONNECTIONS` is the lever there.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// SQLite page cache of each connection: negative means KiB (SQLite's
