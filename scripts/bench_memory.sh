@@ -140,6 +140,9 @@ stop_all() {
   pids=()
 }
 
+# As the container image sets it (see the Dockerfile); MIMALLOC_PURGE_DELAY=1000
+# measures mimalloc's own default, what `cargo run` gets.
+export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0}
 export LOG_LEVEL=warn SEED_DEMO_DATA=false \
   RATE_LIMIT_LOGIN=off RATE_LIMIT_REGISTER=off RATE_LIMIT_ORDERS=off \
   STRIPE_WEBHOOK_SECRETS=whsec_bench_memory SIMULATED_PAYMENT_DELAY=100ms \
