@@ -75,6 +75,12 @@ USER 10001:10001
 # 127.0.0.1, would be unreachable from outside). DATA_DIR (./data = /app/data)
 # only matters for the embedded SQLite setup.
 ENV BIND_ADDR=0.0.0.0:3000
+# mimalloc hands freed memory back to the system 1 s after the free by
+# default, and only when it next runs, so a burst of password hashes
+# (argon2id, 19 MiB each) stayed resident through the load that followed:
+# with 0 the mixed-load peak fell from 133 to 75 MiB (docs/benchmarks.md,
+# "Memory"). Read by the allocator at start, so it can only be set here.
+ENV MIMALLOC_PURGE_DELAY=0
 
 # 3000: the HTTP API (/metrics there only with METRICS_TOKEN). 9100:
 # /metrics of api and worker processes, when METRICS_ADDR=0.0.0.0:9100 is set.

@@ -38,7 +38,23 @@ pub trait Cache: Send + Sync + 'static {
 
 pub type SharedCache = Arc<dyn Cache>;
 
+/// What an entry costs beyond its key and value bytes (moka's entry, its
+/// timer and frequency-sketch slots, the `Arc`): an estimate, so that many
+/// small entries (session checks) are weighed fairly against a few large
+/// ones (catalogue pages).
+const ENTRY_OVERHEAD_BYTES: usize = 160;
+
+/// Generation counters kept at most. Evicting one is always safe (see
+/// [`MemoryCache::sequence`]), so this only bounds memory: one per user
+/// with a session checked within `CACHE_TTL`, plus the catalogue's.
+const MAX_GENERATIONS: u64 = 50_000;
+
 /// In-process cache for the embedded topology (one process).
+///
+/// Bounded by bytes, not by entry count: a catalogue list page, whose key
+/// the client chooses (filters, cursor, page size), weighs from a few
+/// hundred bytes to half a MiB (100 items with 5 000-character
+/// descriptions), so no entry count bounds the memory.
 pub struct MemoryCache {
     entries: moka::future::Cache<String, Arc<Vec<u8>>>,
     generations: moka::sync::Cache<String, Arc<AtomicU64>>,
@@ -50,15 +66,32 @@ pub struct MemoryCache {
 }
 
 impl MemoryCache {
-    pub fn new(ttl: Duration) -> Self {
+    /// A cache whose entries live `ttl` and weigh at most `max_bytes`
+    /// together (keys, values and [`ENTRY_OVERHEAD_BYTES`] each).
+    pub fn new(ttl: Duration, max_bytes: u64) -> Self {
         Self {
             entries: moka::future::Cache::builder()
-                .max_capacity(10_000)
+                .max_capacity(max_bytes)
+                .weigher(|key: &String, value: &Arc<Vec<u8>>| {
+                    u32::try_from(key.len() + value.len() + ENTRY_OVERHEAD_BYTES)
+                        .unwrap_or(u32::MAX)
+                })
                 .time_to_live(ttl)
                 .build(),
-            generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
+            // A counter unused for `ttl` guards no live entry (entries live
+            // `ttl` from their write, which read the counter), so it can go.
+            generations: moka::sync::Cache::builder()
+                .max_capacity(MAX_GENERATIONS)
+                .time_to_idle(ttl)
+                .build(),
             sequence: AtomicU64::new(0),
         }
+    }
+
+    /// Bytes the entries weigh now (after pending evictions ran).
+    pub async fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.weighted_size()
     }
 
     fn counter(&self, namespace: &str) -> Arc<AtomicU64> {
@@ -157,6 +190,17 @@ impl Cache for RedisCache {
     }
 }
 
+/// The metric label of a namespace: its kind, the part before any `:`
+/// (`sessions:<user id>` is `sessions`). Every label value is a series the
+/// metrics recorder keeps for the life of the process, so a label taken
+/// from a user id would grow with the users, forever.
+fn metric_label(namespace: &str) -> String {
+    namespace
+        .split_once(':')
+        .map_or(namespace, |(kind, _)| kind)
+        .to_owned()
+}
+
 /// Reads `key` of `namespace` through the cache: a hit is decoded, a miss (or
 /// any cache failure) runs `load` and stores its result.
 pub async fn read_through<T, E, F, Fut>(
@@ -178,10 +222,10 @@ where
     if let Some(bytes) = cache.get(&full_key).await
         && let Ok(value) = serde_json::from_slice(&bytes)
     {
-        metrics::counter!("cache_requests_total", "namespace" => namespace.to_owned(), "result" => "hit").increment(1);
+        metrics::counter!("cache_requests_total", "namespace" => metric_label(namespace), "result" => "hit").increment(1);
         return Ok(value);
     }
-    metrics::counter!("cache_requests_total", "namespace" => namespace.to_owned(), "result" => "miss").increment(1);
+    metrics::counter!("cache_requests_total", "namespace" => metric_label(namespace), "result" => "miss").increment(1);
     let value = load().await?;
     if let Ok(bytes) = serde_json::to_vec(&value) {
         cache.set(&full_key, bytes, ttl).await;
@@ -195,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bump_hides_earlier_entries() {
-        let cache = MemoryCache::new(Duration::from_secs(60));
+        let cache = MemoryCache::new(Duration::from_secs(60), 1 << 20);
         let load = |v: u32| move || async move { Ok::<_, ()>(v) };
         let first = read_through(&cache, "items", "a", Duration::from_secs(60), load(1)).await;
         let cached = read_through(&cache, "items", "a", Duration::from_secs(60), load(2)).await;
@@ -203,5 +247,28 @@ mod tests {
         cache.bump("items").await;
         let fresh = read_through(&cache, "items", "a", Duration::from_secs(60), load(3)).await;
         assert_eq!(fresh, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn entries_never_weigh_more_than_the_budget() {
+        let budget = 64 * 1024;
+        let cache = MemoryCache::new(Duration::from_secs(60), budget);
+        // 200 pages of 4 KiB under client-chosen keys: 800 KiB offered.
+        for page in 0..200 {
+            let key = format!("items:1:public:name={page}");
+            cache
+                .set(&key, vec![b'x'; 4096], Duration::from_secs(60))
+                .await;
+        }
+        let weight = cache.weighted_size().await;
+        assert!(weight > 0, "the cache kept nothing");
+        assert!(weight <= budget, "{weight} bytes held, budget {budget}");
+    }
+
+    #[test]
+    fn metric_labels_do_not_carry_ids() {
+        let user = uuid::Uuid::now_v7();
+        assert_eq!(metric_label(&format!("sessions:{user}")), "sessions");
+        assert_eq!(metric_label("items"), "items");
     }
 }

@@ -11,7 +11,10 @@ rust_i18n::i18n!("locales", fallback = "en");
 /// took about a tenth of the service's CPU in a profile of the orders bench
 /// (2026-11 sessions; the figures are in `git log -p docs/benchmarks.md`). Set here, in the library, so the binaries, the
 /// tests and the benches (which run the service in-process) all measure the
-/// same service.
+/// same service. The `system-allocator` feature leaves it out, for heap
+/// profilers that see only malloc (valgrind's dhat and massif; see
+/// docs/benchmarks.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -36,6 +36,9 @@ pub trait Locks: Send + Sync + 'static {
 
 pub type SharedLocks = Arc<dyn Locks>;
 
+/// In-process locks held at most at once.
+const MAX_HELD: u64 = 10_000;
+
 /// In-process locks for the embedded topology.
 pub struct MemoryLocks {
     held: moka::sync::Cache<String, Uuid>,
@@ -47,7 +50,12 @@ impl Default for MemoryLocks {
             // Entries outlive no holder by more than this (a guard leaked by
             // a bug); the requested ttl is ignored in process since a holder
             // cannot die without its guard being dropped.
+            // Bounded like every in-process map. Far more locks than this
+            // are never held at once (one per job or request in flight);
+            // if they were, an evicted lock would cost a duplicate call,
+            // never correctness (see above).
             held: moka::sync::Cache::builder()
+                .max_capacity(MAX_HELD)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
         }

@@ -85,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(blocking_threads())
         .build()
         .context("starting the async runtime")?;
     match cli.command.unwrap_or(Command::Serve {
@@ -108,6 +109,17 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { role } => runtime.block_on(serve(role)),
         Command::Healthcheck { url } => runtime.block_on(healthcheck(url)),
     }
+}
+
+/// Threads of the runtime's blocking pool: twice the CPUs, at least 4.
+/// Its work is password hashing (argon2id, 19 MiB and one CPU for tens of
+/// milliseconds each), migrations and file reads at start-up. Tokio's
+/// default, 512, let 512 hashes hold 19 MiB each at once; more threads than
+/// CPUs only divide the same CPUs, so a burst waits in the pool's queue
+/// (a closure each, not its 19 MiB) instead.
+fn blocking_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cpus * 2).max(4)
 }
 
 fn load_config() -> anyhow::Result<Config> {

@@ -96,7 +96,7 @@ pub async fn build_state_with_clock(
             Arc::new(RedisLocks::new(kv.clone())),
         ),
         None => (
-            Arc::new(MemoryCache::new(config.cache_ttl)),
+            Arc::new(MemoryCache::new(config.cache_ttl, config.cache_max_bytes)),
             Arc::new(MemoryRateLimiter::new(&quotas, throttle::STRIKE_WINDOW)),
             Arc::new(MemoryLocks::default()),
         ),

@@ -144,6 +144,8 @@ pub struct Config {
     pub http_idle_timeout: Duration,
     /// Open connections per process (`crate::http::serve`).
     pub http_max_connections: usize,
+    /// In-process cache: the most its entries may weigh together, bytes.
+    pub cache_max_bytes: u64,
     /// Argon2id memory cost. The default is OWASP's recommendation; tests lower it.
     pub password_hash_memory_kib: u32,
     /// Password hashes and checks running at once in this process.
@@ -266,6 +268,7 @@ impl Config {
             redis_url: storage.redis_url,
             redis_key_prefix: storage.redis_key_prefix,
             cache_ttl: storage.cache_ttl,
+            cache_max_bytes: storage.cache_max_bytes,
             jwt_access_secret: auth.jwt_access_secret,
             jwt_refresh_secret: auth.jwt_refresh_secret,
             jwt_access_ttl: auth.jwt_access_ttl,

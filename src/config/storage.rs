@@ -50,6 +50,12 @@ const CACHE_TTL: Setting = Setting {
     doc: "lifetime of cached catalogue reads and session checks",
 };
 
+const CACHE_MAX_BYTES: Setting = Setting {
+    env: "CACHE_MAX_BYTES",
+    default: Text("8388608"),
+    doc: "in-process cache (no Redis): the most its entries may weigh together, bytes",
+};
+
 pub(super) const SETTINGS: &[&Setting] = &[
     &DATA_DIR,
     &DATABASE_URL,
@@ -59,6 +65,7 @@ pub(super) const SETTINGS: &[&Setting] = &[
     &REDIS_URL,
     &REDIS_KEY_PREFIX,
     &CACHE_TTL,
+    &CACHE_MAX_BYTES,
 ];
 
 pub(super) struct Storage {
@@ -70,6 +77,7 @@ pub(super) struct Storage {
     pub redis_url: Option<SecretString>,
     pub redis_key_prefix: String,
     pub cache_ttl: Duration,
+    pub cache_max_bytes: u64,
 }
 
 pub(super) fn read(r: &mut Reader, production: bool) -> Option<Storage> {
@@ -110,6 +118,7 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Storage> {
     }
     let redis_key_prefix = r.text_or_default(&REDIS_KEY_PREFIX);
     let cache_ttl = r.duration(&CACHE_TTL);
+    let cache_max_bytes = r.parse(&CACHE_MAX_BYTES, parse_number::<u64>);
 
     Some(Storage {
         data_dir,
@@ -120,5 +129,6 @@ pub(super) fn read(r: &mut Reader, production: bool) -> Option<Storage> {
         redis_url,
         redis_key_prefix,
         cache_ttl: cache_ttl?,
+        cache_max_bytes: cache_max_bytes?,
     })
 }

@@ -68,6 +68,21 @@ pub fn new_id() -> Uuid {
 /// statement instead, as it would a moment after a successful ping.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// A pooled connection unused this long is closed (down to the pool's
+/// minimum of one). Each open connection holds memory in this process (its
+/// prepared statements; on SQLite also its page cache and its thread) and,
+/// on PostgreSQL, a backend process on the server; after a burst the pool
+/// can shrink back instead of keeping its peak size for sqlx's default
+/// 10 min. It does not on the embedded SQLite default (seen 2026-12-05): the
+/// job workers' polls every second take idle connections in turn, so none
+/// stays unused for a minute and the pool keeps its peak size; a smaller
+/// `DB_MAX_CONNECTIONS` is the lever there.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// SQLite page cache of each connection: negative means KiB (SQLite's
+/// convention), positive would be pages.
+const SQLITE_CACHE_KIB: &str = "-512";
+
 /// Connections of the PostgreSQL pool for unflushed commits (job
 /// completions, written by one task per worker pool, and job handlers'
 /// writes that may be lost with their job's success, such as a
@@ -108,6 +123,7 @@ impl Database {
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
                 .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+                .idle_timeout(POOL_IDLE_TIMEOUT)
                 .sqlx_logging(false);
             let connection = sea_orm::Database::connect(options).await?;
             let mut unflushed = ConnectOptions::new(url.to_owned());
@@ -118,6 +134,7 @@ impl Database {
                 .connect_lazy(true)
                 .acquire_timeout(Duration::from_secs(10))
                 .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+                .idle_timeout(POOL_IDLE_TIMEOUT)
                 .sqlx_logging(false)
                 .map_sqlx_postgres_opts(|o| o.options([("synchronous_commit", "off")]));
             let unflushed = sea_orm::Database::connect(unflushed).await?;
@@ -143,6 +160,7 @@ impl Database {
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
+            .idle_timeout(POOL_IDLE_TIMEOUT)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -153,6 +171,12 @@ impl Database {
                     // Writers queue on the in-process permit; this only covers
                     // other processes (a `migrate` run, an operator's sqlite3).
                     .busy_timeout(Duration::from_secs(30))
+                    // SQLite's default page cache is 2 000 KiB per
+                    // connection: 16 connections held ~35 MiB of it after a
+                    // load run (docs/benchmarks.md). A page missed here is
+                    // read from the operating system's file cache, a system
+                    // call away, shared by every connection.
+                    .pragma("cache_size", SQLITE_CACHE_KIB)
             });
         let connection = sea_orm::Database::connect(options).await?;
         Ok(Self {

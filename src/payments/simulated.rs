@@ -58,10 +58,26 @@ pub struct SimulatedGateway {
     me: Weak<SimulatedGateway>,
 }
 
+/// Objects of each kind (customers, PaymentIntents, refunds, idempotency
+/// keys) the simulated provider remembers at most, and for how long.
+///
+/// It lives in memory, so it must forget: at 1–2 KiB per order (the
+/// PaymentIntent and its idempotency key; docs/benchmarks.md), a million
+/// objects for 7 days, as before, let a busy demo grow by a GiB or more.
+/// 10 000 objects for a day is 10–20 MiB at worst, and covers an order's
+/// whole payment life (unpaid orders expire after `ORDER_PAYMENT_TIMEOUT`,
+/// 30 min by default, and reconciliation asks after 5 min). The
+/// consequence: asking about an older or evicted object answers "not
+/// found", as Stripe would for an object that does not exist. A refund of an order paid more than a day
+/// (or 10 000 orders) ago fails (its job ends `failed`, visible on the
+/// dashboard); a customer is created again by the next profile sync.
+const MAX_OBJECTS: u64 = 10_000;
+const OBJECT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 fn cache<V: Clone + Send + Sync + 'static>() -> moka::sync::Cache<String, V> {
     moka::sync::Cache::builder()
-        .max_capacity(1_000_000)
-        .time_to_live(Duration::from_secs(7 * 24 * 3600))
+        .max_capacity(MAX_OBJECTS)
+        .time_to_live(OBJECT_LIFETIME)
         .build()
 }
 
@@ -372,5 +388,40 @@ impl PaymentGateway for SimulatedGateway {
 
     async fn retrieve_refund(&self, id: &str) -> Result<ProviderRefund, GatewayError> {
         self.refunds.get(id).ok_or(GatewayError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::{Currency, Money};
+
+    #[tokio::test]
+    async fn it_remembers_a_bounded_number_of_payment_intents() {
+        // The gateway builds an HTTP client (for its webhooks), which needs
+        // the process's TLS provider, installed by `main` outside tests.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let gateway = SimulatedGateway::new(SimulatedSettings {
+            confirm_after: None,
+            decline_suffix: "02".into(),
+            webhook_secret: "whsec_test".into(),
+        });
+        let Ok(usd) = Currency::parse("usd") else {
+            panic!("usd is a currency");
+        };
+        let amount = Money::new(1_000, usd);
+        for n in 0..MAX_OBJECTS + 2_000 {
+            let request = IntentRequest {
+                order_id: crate::db::new_id(),
+                amount,
+                customer_id: None,
+            };
+            let created = gateway
+                .create_payment_intent(&request, &format!("pi-create-{n}"))
+                .await;
+            assert!(created.is_ok(), "{created:?}");
+        }
+        let count = gateway.payment_intent_count();
+        assert!(count <= MAX_OBJECTS, "{count} PaymentIntents kept");
     }
 }

@@ -60,7 +60,7 @@ async fn a_failed_invalidation_does_not_leave_a_logged_out_session_live() {
         .id;
 
     let cache = Arc::new(FlakyCache {
-        inner: MemoryCache::new(Duration::from_secs(3600)),
+        inner: MemoryCache::new(Duration::from_secs(3600), 8 << 20),
         failing: AtomicBool::new(false),
     });
     let gate = SessionGate::new(

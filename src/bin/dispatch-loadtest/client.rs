@@ -20,12 +20,14 @@ pub struct Answer {
     pub latency: Duration,
     pub body: Value,
     pub replayed: bool,
+    /// The answer carried a `Retry-After` header.
+    pub retry_after: bool,
 }
 
 impl Api {
-    pub fn new(base: &str) -> anyhow::Result<Self> {
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(1024)
             .build()?;
@@ -45,12 +47,14 @@ impl Api {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let replayed = response.headers().contains_key("idempotent-replayed");
+                let retry_after = response.headers().contains_key("retry-after");
                 let body = response.json::<Value>().await.unwrap_or(Value::Null);
                 Answer {
                     status,
                     latency: started.elapsed(),
                     body,
                     replayed,
+                    retry_after,
                 }
             }
             Err(_) => Answer {
@@ -58,6 +62,7 @@ impl Api {
                 latency: started.elapsed(),
                 body: Value::Null,
                 replayed: false,
+                retry_after: false,
             },
         }
     }

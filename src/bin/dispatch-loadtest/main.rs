@@ -36,6 +36,13 @@ pub enum Scenario {
     Duplicates,
     /// 70 % browse, 25 % checkout, 5 % duplicates.
     Mixed,
+    /// A sign-in flood: every virtual user signs in at once, half of them
+    /// with a wrong password, against a handful of accounts (each attempt
+    /// is one password hash on the server). Every answer must be 200, 401,
+    /// 429, or 503 with `Retry-After`; anything else, a transport error
+    /// included, is unexpected. Run it with `--requests` equal to `--users`
+    /// for one wave of simultaneous sign-ins.
+    SignIns,
 }
 
 #[derive(Debug, Parser)]
@@ -80,6 +87,10 @@ pub struct Args {
     /// Skip the verification pass (measurement only).
     #[arg(long)]
     pub no_verify: bool,
+    /// How long the client waits for one answer before counting a
+    /// transport error.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,7 +104,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<i32> {
-    let client = client::Api::new(&args.url)?;
+    let client = client::Api::new(&args.url, args.timeout)?;
     eprintln!("setting up against {} …", args.url);
     let fixture = Arc::new(setup::prepare(&client, &args).await?);
     eprintln!(

@@ -51,6 +51,8 @@ pub struct Outcome {
     pub webhook_pairs: Vec<(bool, bool)>,
     /// Requests that failed at the transport level (the order may exist).
     pub transport_errors: u64,
+    /// Operations whose answer was not one the scenario accepts.
+    pub unexpected_answers: u64,
 }
 
 #[derive(Default)]
@@ -163,6 +165,7 @@ pub async fn run(api: &Api, args: &Args, fixture: Arc<Fixture>) -> Outcome {
     progress.abort();
     let mut outcome = std::mem::take(&mut *shared.outcome.lock().await);
     outcome.elapsed = started.elapsed();
+    outcome.unexpected_answers = budget.errors.load(Ordering::Relaxed);
     outcome
 }
 
@@ -203,6 +206,35 @@ impl VirtualUser {
             Scenario::Browse => self.browse(rng).await,
             Scenario::Checkout => self.checkout(rng).await.is_some(),
             Scenario::Duplicates | Scenario::Mixed => self.duplicates(rng).await,
+            Scenario::SignIns => self.sign_in(rng).await,
+        }
+    }
+
+    /// One sign-in, with a wrong password half the time. The service may
+    /// refuse it (429) or shed it (503, which must say when to retry).
+    async fn sign_in(&self, rng: &mut StdRng) -> bool {
+        let Some(user) = self.user() else {
+            return false;
+        };
+        let password = if rng.random_bool(0.5) {
+            self.fixture.password.clone()
+        } else {
+            format!("wrong-{}", self.fixture.password)
+        };
+        let answer = self
+            .api
+            .post_json(
+                "/api/v1/auth/login",
+                None,
+                None,
+                &json!({"email": user.email, "password": password}),
+            )
+            .await;
+        self.shared.record("sign-in", &answer).await;
+        match answer.status {
+            200 | 401 | 429 => true,
+            503 => answer.retry_after,
+            _ => false,
         }
     }
 

@@ -15,10 +15,13 @@ pub struct Item {
 pub struct User {
     pub id: Uuid,
     pub token: String,
+    pub email: String,
 }
 
 pub struct Fixture {
     pub run: String,
+    /// Every virtual user's password.
+    pub password: String,
     pub admin_token: String,
     pub items: Vec<Item>,
     pub users: Vec<User>,
@@ -28,6 +31,9 @@ pub struct Fixture {
 
 const ITEMS: usize = 20;
 const STOCK: i64 = 10_000_000;
+/// Accounts the sign-in flood aims at: a few, so that setting up a flood
+/// of 1 000 users does not cost 1 000 registrations.
+const SIGN_IN_ACCOUNTS: usize = 8;
 
 pub async fn prepare(api: &Api, args: &Args) -> anyhow::Result<Fixture> {
     let admin_token = api.login(&args.admin_email, &args.admin_password).await?;
@@ -60,14 +66,17 @@ pub async fn prepare(api: &Api, args: &Args) -> anyhow::Result<Fixture> {
             initial_stock: STOCK,
         });
     }
-    let users = if args.scenario == Scenario::Browse {
-        Vec::new()
-    } else {
-        create_users(api, &run, args.users).await?
+    let accounts = match args.scenario {
+        Scenario::Browse => 0,
+        Scenario::SignIns => args.users.min(SIGN_IN_ACCOUNTS),
+        Scenario::Checkout | Scenario::Duplicates | Scenario::Mixed => args.users,
     };
+    let password = password(&run);
+    let users = create_users(api, &run, &password, accounts).await?;
     let failed_jobs_before = crate::verify::failed_jobs(api, &admin_token).await?;
     Ok(Fixture {
         run,
+        password,
         admin_token,
         items,
         users,
@@ -75,34 +84,39 @@ pub async fn prepare(api: &Api, args: &Args) -> anyhow::Result<Fixture> {
     })
 }
 
-async fn create_users(api: &Api, run: &str, count: usize) -> anyhow::Result<Vec<User>> {
-    let password = format!("loadtest-{run}-password");
+fn password(run: &str) -> String {
+    format!("loadtest-{run}-password")
+}
+
+async fn create_users(
+    api: &Api,
+    run: &str,
+    password: &str,
+    count: usize,
+) -> anyhow::Result<Vec<User>> {
     let results: Vec<anyhow::Result<User>> = stream::iter(0..count)
-        .map(|i| {
-            let password = password.clone();
-            async move {
-                let email = format!("loadtest-{run}-{i}@example.com");
-                let answer = api
-                    .post_json(
-                        "/api/v1/users",
-                        None,
-                        Some(&format!("loadtest-{run}-user-{i}")),
-                        &json!({"name": format!("Load {i}"), "email": email, "password": password}),
+        .map(|i| async move {
+            let email = format!("loadtest-{run}-{i}@example.com");
+            let answer = api
+                .post_json(
+                    "/api/v1/users",
+                    None,
+                    Some(&format!("loadtest-{run}-user-{i}")),
+                    &json!({"name": format!("Load {i}"), "email": email, "password": password}),
+                )
+                .await;
+            let id = answer.body["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "registration failed with {} (rate limits must be off): {}",
+                        answer.status,
+                        answer.body
                     )
-                    .await;
-                let id = answer.body["id"]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "registration failed with {} (rate limits must be off): {}",
-                            answer.status,
-                            answer.body
-                        )
-                    })?;
-                let token = api.login(&email, &password).await?;
-                Ok(User { id, token })
-            }
+                })?;
+            let token = api.login(&email, password).await?;
+            Ok(User { id, token, email })
         })
         .buffer_unordered(8)
         .collect()

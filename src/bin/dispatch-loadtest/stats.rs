@@ -28,6 +28,8 @@ pub struct Report {
     pub per_second: f64,
     pub by_operation: BTreeMap<String, OperationStats>,
     pub transport_errors: u64,
+    /// Answers the scenario does not accept (transport errors included).
+    pub unexpected_answers: u64,
     pub accepted_orders: usize,
     pub verification: Option<Verdict>,
 }
@@ -83,6 +85,7 @@ impl Report {
             per_second: operations as f64 / elapsed,
             by_operation,
             transport_errors: outcome.transport_errors,
+            unexpected_answers: outcome.unexpected_answers,
             accepted_orders: outcome.accepted.len(),
             verification: None,
         }
@@ -90,14 +93,15 @@ impl Report {
 
     pub fn human(&self) -> String {
         let mut text = format!(
-            "scenario {:?}, {} users, {:.1} s: {} operations, {:.1}/s, {} accepted orders, {} transport errors\n",
+            "scenario {:?}, {} users, {:.1} s: {} operations, {:.1}/s, {} accepted orders, {} transport errors, {} unexpected answers\n",
             self.scenario,
             self.users,
             self.elapsed_seconds,
             self.operations,
             self.per_second,
             self.accepted_orders,
-            self.transport_errors
+            self.transport_errors,
+            self.unexpected_answers
         );
         text.push_str(&format!(
             "{:<20} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}  statuses\n",
