@@ -26,7 +26,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use moka::ops::compute::Op;
 
 use crate::{config::RateQuota, http::error::ApiError, kv::Kv};
@@ -64,11 +64,7 @@ pub struct RetryAfter(pub Duration);
 
 impl From<RetryAfter> for ApiError {
     fn from(retry: RetryAfter) -> Self {
-        let seconds = retry.0.as_secs() + u64::from(retry.0.subsec_nanos() > 0);
-        let seconds = seconds.max(1);
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
-            .with("seconds", seconds)
-            .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited").with_retry_after(retry.0)
     }
 }
 

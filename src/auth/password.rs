@@ -25,7 +25,7 @@ use argon2::{
     Algorithm, Argon2, Params, Version,
     password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::PasswordHash},
 };
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -46,10 +46,8 @@ impl From<PasswordError> for ApiError {
     fn from(err: PasswordError) -> Self {
         match err {
             PasswordError::Busy { retry_after } => {
-                let seconds = retry_after.as_secs().max(1);
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_busy")
-                    .with("seconds", seconds)
-                    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+                    .with_retry_after(retry_after)
             }
             PasswordError::Hashing(_) | PasswordError::Task(_) => ApiError::internal(&err),
         }

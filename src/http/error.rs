@@ -87,6 +87,16 @@ impl ApiError {
         self
     }
 
+    /// Tells the client to come back after `wait`: `Retry-After` in whole
+    /// seconds, rounded up (a client that waits that long finds the reason
+    /// gone) and at least 1, also given to the localised detail as
+    /// `%{seconds}`.
+    pub fn with_retry_after(self, wait: std::time::Duration) -> Self {
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        self.with("seconds", seconds)
+            .with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds))
+    }
+
     pub fn with_field(mut self, field: impl Into<String>, issue: FieldIssue) -> Self {
         self.fields.entry(field.into()).or_default().push(issue);
         self

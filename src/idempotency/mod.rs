@@ -81,16 +81,13 @@ impl IdempotencyError {
         retry_after: Duration::from_secs(1),
     };
 
-    /// In flight under a lease that runs until `until`; rounded up so a
-    /// client that waits that long finds the lease over.
+    /// In flight under a lease that runs until `until` (after `now`).
     fn in_flight_until(
         until: chrono::DateTime<chrono::Utc>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Self {
-        let left = (until - now).to_std().unwrap_or_default();
-        let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         Self::InFlight {
-            retry_after: Duration::from_secs(seconds.max(1)),
+            retry_after: (until - now).to_std().unwrap_or_default(),
         }
     }
 }
@@ -99,10 +96,8 @@ impl From<IdempotencyError> for ApiError {
     fn from(err: IdempotencyError) -> Self {
         match err {
             IdempotencyError::InFlight { retry_after } => {
-                let seconds = retry_after.as_secs().max(1);
                 ApiError::new(StatusCode::CONFLICT, "idempotency_key_in_flight")
-                    .with("seconds", seconds)
-                    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+                    .with_retry_after(retry_after)
             }
             IdempotencyError::Reused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")

@@ -15,14 +15,14 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::http::error::ApiError;
 
-/// Seconds a client refused for the process cap is asked to wait.
-const RETRY_AFTER_SECONDS: &str = "5";
+/// How long a client refused for the process cap is asked to wait.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct StreamSlots {
@@ -50,10 +50,8 @@ impl From<StreamRefused> for ApiError {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams").with("limit", limit)
             }
             StreamRefused::ProcessFull => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "streams_unavailable").with_header(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                )
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "streams_unavailable")
+                    .with_retry_after(RETRY_AFTER)
             }
         }
     }

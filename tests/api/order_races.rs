@@ -329,6 +329,23 @@ async fn race_end(app: &TestApp, order_id: Uuid, intent: &str) -> Result<RaceEnd
     }
 }
 
+/// Waits (at most [`SETTLE`]) for the race over `order_id` to settle, and
+/// says how it ended; `answered` is the staff request's status, for the
+/// failure message.
+async fn settled_end(app: &TestApp, order_id: Uuid, intent: &str, answered: u16) -> RaceEnd {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        match race_end(app, order_id, intent).await {
+            Ok(end) => return end,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {order_id} never settled (staff request answered {answered}): {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_racing_payment_success_never_leaves_a_charge_on_a_canceled_order() {
     // The customer pays (the simulated provider marks the PaymentIntent
@@ -366,17 +383,7 @@ async fn cancel_racing_payment_success_never_leaves_a_charge_on_a_canceled_order
 
     let mut ends = Vec::with_capacity(ROUNDS);
     for (order_id, intent, cancel_status) in &rounds {
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        let end = loop {
-            match race_end(&app, *order_id, intent).await {
-                Ok(end) => break end,
-                Err(seen) => assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "order {order_id} never settled (cancel answered {cancel_status}): {seen}"
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let end = settled_end(&app, *order_id, intent, *cancel_status).await;
         match end {
             RaceEnd::Paid => assert_eq!(*cancel_status, 409, "order {order_id}"),
             RaceEnd::CanceledAndRefunded | RaceEnd::CanceledBeforePayment => {
@@ -497,17 +504,7 @@ async fn delete_racing_payment_success_never_deletes_a_paid_order_or_refunds_it(
     }
     let mut deleted = 0;
     for (order_id, intent, delete_status) in &rounds {
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        let end = loop {
-            match race_end(&app, *order_id, intent).await {
-                Ok(end) => break end,
-                Err(seen) => assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "order {order_id} never settled (delete answered {delete_status}): {seen}"
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let end = settled_end(&app, *order_id, intent, *delete_status).await;
         let row = order_row(&app, *order_id).await;
         match end {
             RaceEnd::Paid => {
