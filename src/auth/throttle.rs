@@ -39,6 +39,7 @@ use sha2::Sha256;
 use crate::{
     config::LoginDelay,
     rate_limit::{Limit, RetryAfter, SharedRateLimiter},
+    users::email::Email,
 };
 
 /// How long an account's failures are remembered after the last one.
@@ -50,8 +51,10 @@ const KEY_INFO: &[u8] = b"dispatch sign-in throttle v1";
 /// Whose password is being checked.
 #[derive(Debug, Clone, Copy)]
 pub enum Account<'a> {
-    /// An email as typed or stored; compared trimmed and lower-cased, as an
-    /// address is stored, whether or not it names an account.
+    /// An email as typed or stored, compared in its stored spelling
+    /// ([`Email::parse`]: local part lower-cased, domain IDNA-normalised),
+    /// so the spellings of one mailbox (case, Punycode) share one count;
+    /// text that is no address is compared trimmed and lower-cased.
     Email(&'a str),
     /// The dashboard's Basic credentials: every attempt, whatever user name
     /// it gives, counts against this one account.
@@ -61,7 +64,10 @@ pub enum Account<'a> {
 impl Account<'_> {
     fn identity(self) -> String {
         match self {
-            Account::Email(email) => format!("email:{}", email.trim().to_lowercase()),
+            Account::Email(typed) => match Email::parse(typed.trim()) {
+                Ok(email) => format!("email:{}", email.as_str()),
+                Err(_) => format!("email:{}", typed.trim().to_lowercase()),
+            },
             Account::DashboardBasic => "dashboard:basic".to_owned(),
         }
     }
@@ -187,6 +193,19 @@ mod tests {
         config::RateQuota,
         rate_limit::{MemoryRateLimiter, Quotas},
     };
+
+    #[test]
+    fn every_spelling_of_one_mailbox_is_one_account() {
+        let stored = Account::Email("ana@exämple.de").identity();
+        for typed in [
+            " ANA@EXÄMPLE.DE ",
+            "ana@xn--exmple-cua.de",
+            "Ana@XN--EXMPLE-CUA.DE",
+        ] {
+            assert_eq!(Account::Email(typed).identity(), stored, "{typed}");
+        }
+        assert_ne!(Account::Email("bob@exämple.de").identity(), stored);
+    }
 
     fn throttle(pair: u32, address: u32) -> SignInThrottle {
         let per_minute = |requests| {
