@@ -247,6 +247,15 @@ fn spawn_server(setup: &Setup, role: &str, port: u16) -> anyhow::Result<Child> {
         )
         .env("ADMIN_PASSWORD", "bench")
         .env("SEED_DEMO_DATA", "false")
+        // One user's streams are the point here: the per-user and
+        // per-process stream caps (and the connection cap) make room for
+        // them, as a deployment sized for this load would.
+        .env("SSE_MAX_PER_USER", setup.settings.connections.to_string())
+        .env("SSE_MAX_STREAMS", setup.settings.connections.to_string())
+        .env(
+            "HTTP_MAX_CONNECTIONS",
+            (setup.settings.connections + 256).to_string(),
+        )
         .env("RATE_LIMIT_LOGIN", "off")
         .env("RATE_LIMIT_LOGIN_ADDRESS", "off")
         .env("RATE_LIMIT_REGISTER", "off")
