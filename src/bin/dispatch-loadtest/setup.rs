@@ -5,7 +5,10 @@ use futures::{StreamExt, stream};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{Args, Scenario, client::Api};
+use crate::{
+    Args, Scenario,
+    client::{Answer, Api},
+};
 
 pub struct Item {
     pub id: Uuid,
@@ -51,16 +54,7 @@ pub async fn prepare(api: &Api, args: &Args) -> anyhow::Result<Fixture> {
                 &json!({"name": format!("loadtest {run} #{i}"), "price": price, "stock": STOCK}),
             )
             .await;
-        let id = answer.body["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "creating an item failed with {}: {}",
-                    answer.status,
-                    answer.body
-                )
-            })?;
+        let id = created_id(&answer, "creating an item")?;
         items.push(Item {
             id,
             initial_stock: STOCK,
@@ -105,16 +99,7 @@ async fn create_users(
                     &json!({"name": format!("Load {i}"), "email": email, "password": password}),
                 )
                 .await;
-            let id = answer.body["id"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "registration failed with {} (rate limits must be off): {}",
-                        answer.status,
-                        answer.body
-                    )
-                })?;
+            let id = created_id(&answer, "registration (rate limits must be off)")?;
             let token = api.login(&email, password).await?;
             Ok(User { id, token, email })
         })
@@ -122,4 +107,12 @@ async fn create_users(
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+/// The id of what a create request made, or why there is none.
+fn created_id(answer: &Answer, what: &str) -> anyhow::Result<Uuid> {
+    answer.body["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{what} failed with {}: {}", answer.status, answer.body))
 }
