@@ -59,6 +59,12 @@ pub struct ApiError {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// `wait` as a `Retry-After` value: whole seconds rounded up (a client that
+/// waits that long finds the reason gone), at least 1.
+pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str) -> Self {
         Self {
@@ -92,7 +98,7 @@ impl ApiError {
     /// gone) and at least 1, also given to the localised detail as
     /// `%{seconds}`.
     pub fn with_retry_after(self, wait: std::time::Duration) -> Self {
-        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let seconds = retry_after_seconds(wait);
         self.with("seconds", seconds)
             .with_header(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds))
     }

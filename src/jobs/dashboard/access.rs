@@ -160,7 +160,7 @@ impl IntoResponse for Denied {
                 response
             }
             Denied::Throttled(RetryAfter(wait)) => {
-                let seconds = wait.as_secs().max(1);
+                let seconds = crate::http::error::retry_after_seconds(wait);
                 let mut response = pages::message(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many attempts",
