@@ -15,8 +15,15 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    auth, catalog, http::error::Problem, http::health, jobs, notifications, orders,
-    state::AppState, users,
+    auth, catalog,
+    http::{
+        error::Problem,
+        health,
+        openapi::{IdLink, add_id_links, complete_responses},
+    },
+    jobs, notifications, orders,
+    state::AppState,
+    users,
 };
 
 #[derive(OpenApi)]
@@ -60,7 +67,7 @@ impl Modify for BearerScheme {
 
 /// Every documented route, with the document describing them.
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(auth::routes::router())
         .merge(users::routes::router())
@@ -72,7 +79,38 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(orders::webhook::router())
         .merge(notifications::routes::router())
         .merge(jobs::routes::router())
-        .split_for_parts()
+        .split_for_parts();
+    complete_responses(&mut document);
+    add_id_links(&mut document, LINKS);
+    (router, document)
+}
+
+/// Where a created resource can be read and changed next (OpenAPI `links`).
+const LINKS: &[IdLink] = &[
+    link("create_item", 201, "admin_get_item"),
+    link("create_item", 201, "update_item"),
+    link("create_item", 201, "delete_item"),
+    link("create_item", 201, "get_item"),
+    link("create_user", 201, "get_user"),
+    link("create_user", 201, "update_user"),
+    link("create_user", 201, "delete_user"),
+    link("register", 201, "public_profile"),
+    link("create_order", 201, "get_order"),
+    link("create_order", 201, "admin_get_order"),
+    link("create_order", 201, "set_status"),
+    link("create_order", 201, "cancel_order"),
+    link("create_order", 201, "ship_order"),
+    link("create_order", 201, "deliver_order"),
+    link("create_order", 201, "refund_order"),
+    link("create_order", 201, "delete_order"),
+];
+
+const fn link(from_operation: &'static str, status: u16, to_operation: &'static str) -> IdLink {
+    IdLink {
+        from_operation,
+        status,
+        to_operation,
+    }
 }
 
 /// The document alone (for `dispatch openapi`).

@@ -161,8 +161,9 @@ pub async fn build_state_with_clock(
 
 /// The whole HTTP application: API, docs, health, with every middleware.
 pub fn router(state: &AppState) -> Router {
-    let (api, document) = crate::api::api_router();
+    let (api, mut document) = crate::api::api_router();
     let config = &state.config;
+    crate::catalog::admin_routes::document_shop_currency(&mut document, config.shop_currency);
     let timeout =
         TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout);
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", document))

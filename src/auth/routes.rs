@@ -38,9 +38,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoginRequest {
     #[validate(length(min = 1, max = 254, code = "length"))]
+    #[schema(min_length = 1, max_length = 254)]
     #[schema(example = "shopper@example.com")]
     pub email: String,
     #[validate(length(min = 1, max = 128, code = "length"))]
+    #[schema(min_length = 1, max_length = 128)]
     #[schema(format = Password)]
     pub password: String,
 }
@@ -49,6 +51,7 @@ pub struct LoginRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RefreshRequest {
     #[validate(length(min = 1, max = 2048, code = "length"))]
+    #[schema(min_length = 1, max_length = 2048)]
     pub refresh_token: String,
 }
 
@@ -133,15 +136,21 @@ async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let presented = if body.iter().all(u8::is_ascii_whitespace) {
-        headers
+    // No body, or a JSON `null` (the document's `oneOf [RefreshRequest,
+    // null]`), means the token comes as a Bearer token.
+    let in_body = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+        None
+    } else {
+        Some(parse_json::<RefreshRequest>(&body)?.0)
+    };
+    let presented = match in_body {
+        Some(request) => request.refresh_token,
+        None => headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned)
-            .ok_or(AuthError::InvalidToken)?
-    } else {
-        parse_json::<RefreshRequest>(&body)?.0.refresh_token
+            .ok_or(AuthError::InvalidToken)?,
     };
     let claims = state
         .tokens

@@ -1,5 +1,6 @@
 //! `/api/v1/admin/items`: catalogue management for admins.
 
+use crate::http::whole_number::{optional_whole_number, whole_number};
 use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -17,7 +18,7 @@ use crate::{
     cache::read_through,
     http::{
         error::{ApiError, FieldIssue, Problem},
-        extract::{Path, ValidJson, ValidQuery, trimmed_length},
+        extract::{Path, ValidJson, ValidQuery, name_text},
         pagination::{Page, PageRequest},
     },
     idempotency::{self, Claimed, IdempotencyKey},
@@ -42,18 +43,20 @@ const MAX_STOCK: i64 = 1_000_000_000;
 pub struct AdminItemListQuery {
     /// Part of the name, any case.
     #[validate(length(min = 1, max = 100, code = "length"))]
+    #[param(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     pub in_stock: Option<bool>,
     /// Include soft-deleted items.
     pub include_deleted: Option<bool>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
 
 /// Lists items with their staff fields, newest first.
 #[utoipa::path(
-    get, path = "/api/v1/admin/items", tag = "admin catalogue",
+    get, path = "/api/v1/admin/items", tag = "admin catalogue", operation_id = "admin_list_items",
     security(("bearer" = [])),
     params(AdminItemListQuery),
     responses(
@@ -93,29 +96,60 @@ fn currency_code(code: &str) -> Result<(), ValidationError> {
         .map_err(|_| ValidationError::new("currency"))
 }
 
-/// An item name: 1 to 200 characters once trimmed, as it is stored.
+/// States the configured shop currency in the served OpenAPI document: an
+/// item's `currency` must be that code, in any case.
+pub fn document_shop_currency(document: &mut utoipa::openapi::OpenApi, shop: Currency) {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let either_case: String = shop
+        .as_str()
+        .chars()
+        .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c))
+        .collect();
+    let Some(components) = document.components.as_mut() else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(request))) = components.schemas.get_mut("CreateItemRequest")
+        && let Some(RefOr::T(Schema::Object(currency))) = request.properties.get_mut("currency")
+    {
+        currency.pattern = Some(format!("^{either_case}$"));
+    }
+}
+
+/// An item name: 1 to 200 characters, not blank (stored trimmed).
 fn item_name(name: &str) -> Result<(), ValidationError> {
-    trimmed_length(name, 1, 200)
+    name_text(name, 1, 200)
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateItemRequest {
     #[validate(custom(function = "item_name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$"
+    )]
     pub name: String,
     #[serde(default)]
     #[validate(length(min = 0, max = 5000, code = "length"))]
+    #[schema(min_length = 0, max_length = 5000)]
     pub description: String,
     /// Minor units of the shop currency.
     #[validate(range(min = 0, max = 1_000_000_000_000_i64, code = "range"))]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole_number")]
     pub price: i64,
     /// Must be the shop currency (`SHOP_CURRENCY`); defaults to it.
     #[validate(custom(function = "currency_code"))]
+    #[schema(pattern = "^[A-Za-z]{3}$")]
     pub currency: Option<String>,
     #[validate(range(min = 0, max = 1_000_000_000_i64, code = "range"))]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "whole_number")]
     pub stock: i64,
     /// Stripe price id.
     #[validate(length(min = 1, max = 255, code = "length"))]
+    #[schema(min_length = 1, max_length = 255)]
     pub price_payment_id: Option<String>,
 }
 
@@ -192,7 +226,7 @@ async fn create_item(
 
 /// One item with its staff fields (soft-deleted ones too).
 #[utoipa::path(
-    get, path = "/api/v1/admin/items/{id}", tag = "admin catalogue",
+    get, path = "/api/v1/admin/items/{id}", tag = "admin catalogue", operation_id = "admin_get_item",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Item id")),
     responses(
@@ -231,13 +265,23 @@ async fn get_item(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateItemRequest {
     #[validate(custom(function = "item_name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$"
+    )]
     pub name: Option<String>,
     #[validate(length(min = 0, max = 5000, code = "length"))]
+    #[schema(min_length = 0, max_length = 5000)]
     pub description: Option<String>,
     #[validate(range(min = 0, max = 1_000_000_000_000_i64, code = "range"))]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
     pub price: Option<i64>,
     /// Sets the stock to this count.
     #[validate(range(min = 0, max = 1_000_000_000_i64, code = "range"))]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
     pub stock: Option<i64>,
     /// A Stripe price id; `null` removes it.
     #[serde(default, deserialize_with = "present")]

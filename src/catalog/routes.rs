@@ -34,10 +34,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct ItemListQuery {
     /// Part of the name, any case.
     #[validate(length(min = 1, max = 100, code = "length"))]
+    #[param(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// `true`: only items in stock; `false`: only sold-out items.
     pub in_stock: Option<bool>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

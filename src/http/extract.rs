@@ -81,6 +81,15 @@ pub fn parse_json<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<(T, St
                 .with("column", e.column()),
         )
     })?;
+    // Every body is a JSON object. serde would also read a struct from an
+    // array of its fields in order (`[null, null]`), which no documented
+    // shape allows.
+    if !document.is_object() {
+        return Err(ApiError::bad_request(
+            "body",
+            FieldIssue::new("invalid_type"),
+        ));
+    }
     let canonical = serde_json::to_vec(&document).unwrap_or_default();
     let fingerprint = hex::encode(Sha256::digest(&canonical));
     let value: T = serde_path_to_error::deserialize(document).map_err(|e| {
@@ -212,24 +221,31 @@ pub fn validate<T: Validate>(value: &T) -> Result<(), ApiError> {
     })
 }
 
-/// A text whose length, once trimmed as it will be stored, lies in
-/// `min..=max` characters; a name of blanks only would otherwise pass a
-/// plain length check and be stored empty.
-pub fn trimmed_length(
-    text: &str,
-    min: usize,
-    max: usize,
-) -> Result<(), validator::ValidationError> {
-    let length = text.trim().chars().count();
-    if (min..=max).contains(&length) {
-        Ok(())
-    } else {
+/// A name people read (a person's, an item's): `min..=max` characters, not
+/// blank, no control characters (C0 and DEL). It is stored trimmed. The
+/// OpenAPI document states the same rule with [`NAME_PATTERN`] and the
+/// lengths, so a client can check a name before sending it; the length is
+/// counted on the text as sent, like JSON Schema's `maxLength`.
+pub fn name_text(text: &str, min: usize, max: usize) -> Result<(), validator::ValidationError> {
+    let length = text.chars().count();
+    if !(min..=max).contains(&length) {
         let mut error = validator::ValidationError::new("length");
         error.add_param("min".into(), &min);
         error.add_param("max".into(), &max);
-        Err(error)
+        return Err(error);
     }
+    if text.chars().any(|c| c <= '\u{1f}' || c == '\u{7f}') {
+        return Err(validator::ValidationError::new("control_characters"));
+    }
+    if text.trim().is_empty() {
+        return Err(validator::ValidationError::new("blank"));
+    }
+    Ok(())
 }
+
+/// [`name_text`] as a JSON Schema pattern: no C0 control character or DEL,
+/// and at least one character that is not white space.
+pub const NAME_PATTERN: &str = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$";
 
 /// Validates a value nested under `field` (for shapes `#[validate(nested)]`
 /// cannot reach, such as the `Option<Option<T>>` of a PATCH).

@@ -8,5 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
+pub mod openapi;
 pub mod pagination;
 pub mod serve;
+pub mod whole_number;

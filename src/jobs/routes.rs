@@ -132,9 +132,11 @@ async fn resume_queue(
 pub struct JobListQuery {
     pub queue: Option<Queue>,
     #[validate(length(min = 1, max = 64, code = "length"))]
+    #[param(min_length = 1, max_length = 64)]
     pub kind: Option<String>,
     pub state: Option<JobState>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
@@ -238,6 +240,7 @@ async fn discard_job(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetryFailedRequest {
     #[validate(length(min = 1, max = 64, code = "length"))]
+    #[schema(min_length = 1, max_length = 64)]
     pub kind: String,
 }
 

@@ -41,6 +41,7 @@ pub struct ListQuery {
     /// Only the unread ones.
     pub unread: Option<bool>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

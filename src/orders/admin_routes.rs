@@ -79,6 +79,7 @@ pub struct AdminOrdersQuery {
     #[serde(alias = "endDate")]
     pub to: Option<DateTime<Utc>>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
@@ -145,7 +146,7 @@ async fn full_view(state: &AppState, order: order::Model) -> Result<StaffOrderVi
 
 /// One order with its customer, payment, refunds and timeline.
 #[utoipa::path(
-    get, path = "/api/v1/admin/orders/{id}", tag = "admin orders",
+    get, path = "/api/v1/admin/orders/{id}", tag = "admin orders", operation_id = "admin_get_order",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
     responses(
@@ -194,8 +195,10 @@ async fn act(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ShipRequest {
     #[validate(length(min = 1, max = 100, code = "length"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub tracking_number: Option<String>,
     #[validate(length(min = 1, max = 100, code = "length"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub carrier: Option<String>,
 }
 
@@ -256,6 +259,7 @@ async fn deliver_order(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CancelRequest {
     #[validate(length(min = 1, max = 500, code = "length"))]
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -292,6 +296,7 @@ async fn cancel_order(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RefundOrderRequest {
     #[validate(length(min = 1, max = 500, code = "length"))]
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: Option<String>,
     /// Put the goods back in stock even if they had left (SHIPPED,
     /// DELIVERED); from PAID and PROCESSED they always come back.

@@ -19,6 +19,7 @@
 //! attempt abandoned mid-way is undone by the reconciliation sweep after
 //! `ORDER_RECOVERY_AFTER`, and in any case expires with its order.
 
+use crate::http::whole_number::whole_number;
 use axum::{http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -62,6 +63,7 @@ pub struct PlaceOrderRequest {
         nested,
         custom(function = "distinct_items")
     )]
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderLineRequest>,
 }
 
@@ -71,6 +73,8 @@ pub struct OrderLineRequest {
     pub item_id: Uuid,
     /// 1 to 10 000.
     #[validate(range(min = 1, max = MAX_QUANTITY, code = "range"))]
+    #[schema(minimum = 1, maximum = 10_000)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: i64,
 }
 

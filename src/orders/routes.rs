@@ -92,6 +92,7 @@ pub struct MyOrdersQuery {
     #[serde(alias = "endDate")]
     pub to: Option<DateTime<Utc>>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

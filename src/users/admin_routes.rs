@@ -51,12 +51,19 @@ fn require_account_manager(actor: &AuthUser) -> Result<(), ApiError> {
 pub struct UserListQuery {
     /// Part of the name, any case.
     #[validate(custom(function = "person_name"))]
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$"
+    )]
     pub name: Option<String>,
     /// Part of the email, any case.
     #[validate(length(min = 1, max = 254, code = "length"))]
+    #[param(min_length = 1, max_length = 254)]
     pub email: Option<String>,
     pub role: Option<Role>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -93,10 +100,17 @@ async fn list_users(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateUserRequest {
     #[validate(custom(function = "person_name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$"
+    )]
     pub name: String,
     #[validate(custom(function = "validate_email"))]
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     #[validate(custom(function = "password_rules"))]
+    #[schema(min_length = 8, max_length = 128)]
     #[schema(format = Password)]
     pub password: String,
     /// Must be below the caller's own level. Optional: a plain `user`, as the
@@ -181,8 +195,14 @@ async fn get_user(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminUpdateUserRequest {
     #[validate(custom(function = "person_name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$"
+    )]
     pub name: Option<String>,
     #[validate(custom(function = "validate_email"))]
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: Option<String>,
     /// Must be below the caller's own level.
     pub role: Option<Role>,
@@ -193,6 +213,7 @@ pub struct AdminUpdateUserRequest {
     pub address: Option<Option<AddressInput>>,
     /// Sets a new password and ends all of the user's sessions.
     #[validate(custom(function = "password_rules"))]
+    #[schema(min_length = 8, max_length = 128)]
     #[schema(format = Password)]
     pub password: Option<String>,
 }

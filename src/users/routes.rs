@@ -48,12 +48,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterRequest {
     #[validate(custom(function = "person_name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$"
+    )]
     pub name: String,
     #[validate(custom(function = "validate_email"))]
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     #[schema(example = "shopper@example.com")]
     pub email: String,
     /// 8 to 128 characters.
     #[validate(custom(function = "password_rules"))]
+    #[schema(min_length = 8, max_length = 128)]
     #[schema(format = Password)]
     pub password: String,
     #[serde(default)]
@@ -180,10 +187,16 @@ async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateMeRequest {
     #[validate(custom(function = "person_name"))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F]*[^\\s\\x00-\\x1F\\x7F][^\\x00-\\x1F\\x7F]*$"
+    )]
     pub name: Option<String>,
     /// A new email address; needs `currentPassword` when it differs from
     /// the current one. Ends the caller's other sessions.
     #[validate(custom(function = "validate_email"))]
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: Option<String>,
     pub language: Option<Language>,
     /// An address replaces the current one; `null` removes it.
@@ -192,11 +205,13 @@ pub struct UpdateMeRequest {
     pub address: Option<Option<AddressInput>>,
     /// A new password; needs `currentPassword`. Ends the caller's other sessions.
     #[validate(custom(function = "password_rules"))]
+    #[schema(min_length = 8, max_length = 128)]
     #[schema(format = Password)]
     pub password: Option<String>,
     /// Required to change `password` or `email`. Checked through the sign-in
     /// throttle, like a sign-in.
     #[validate(length(min = 1, max = 128, code = "length"))]
+    #[schema(min_length = 1, max_length = 128)]
     #[schema(format = Password)]
     pub current_password: Option<String>,
 }

@@ -75,17 +75,23 @@ impl From<address::Model> for AddressView {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AddressInput {
     #[validate(length(min = 1, max = 200, code = "length"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub line1: String,
     #[validate(length(min = 0, max = 200, code = "length"))]
+    #[schema(min_length = 0, max_length = 200)]
     pub line2: Option<String>,
     #[validate(length(min = 1, max = 100, code = "length"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub city: String,
     #[validate(length(min = 1, max = 100, code = "length"))]
+    #[schema(min_length = 1, max_length = 100)]
     pub state: String,
     #[validate(length(min = 1, max = 20, code = "length"))]
+    #[schema(min_length = 1, max_length = 20)]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2 code, e.g. `BR`.
     #[validate(custom(function = "country_code"))]
+    #[schema(pattern = "^[A-Za-z]{2}$")]
     #[schema(example = "BR")]
     pub country: String,
 }
@@ -98,9 +104,9 @@ fn country_code(code: &str) -> Result<(), ValidationError> {
     }
 }
 
-/// A person's name: 1 to 100 characters once trimmed, as it is stored.
+/// A person's name: 1 to 100 characters, not blank (stored trimmed).
 pub fn person_name(name: &str) -> Result<(), ValidationError> {
-    crate::http::extract::trimmed_length(name, 1, 100)
+    crate::http::extract::name_text(name, 1, 100)
 }
 
 /// Password rules: long enough to resist guessing, short enough to hash cheaply.

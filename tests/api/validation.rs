@@ -228,8 +228,8 @@ async fn an_out_of_range_value_is_a_422_naming_the_field() {
     let messages = assert_names_field(response, 422, "validation_failed", "name").await;
     assert_eq!(
         messages,
-        ["must be 1 to 200 characters long"],
-        "a name of blanks only is empty once trimmed"
+        ["must not be blank"],
+        "a name of blanks only is refused as blank"
     );
 
     let response = register(&app)
