@@ -355,9 +355,9 @@ pub struct SetStatusRequest {
         (status = 202, description = "Done; the provider is being asked to cancel or refund the payment", body = StaffOrderView),
         (status = 400, description = "Malformed id or body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller's role may not set this status (PENDING, PAID and PROCESSED belong to the system)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not staff, or its role may not trigger this transition (CANCELED and REFUNDED need financial staff or admin)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order (or not one the caller's role may see)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The life cycle has no such transition from the order's status", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The life cycle has no such transition from the order's status; PENDING, PAID and PROCESSED are set by the system only, so asking for them is always 409", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn set_status(
